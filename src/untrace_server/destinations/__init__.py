@@ -1,0 +1,1 @@
+"""Destination connectors, found by name through the ``untrace.destinations`` entry points."""
