@@ -1,0 +1,32 @@
+"""Durable queues behind one protocol: SQLite (embedded default), in-memory (tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from untrace_server.errors import ConfigError
+from untrace_server.queue.base import Queue
+
+__all__ = ["open_queue"]
+
+
+def open_queue(
+    url: str, *, data_dir: Path, synchronous: str, budget_bytes: int, retention_s: float
+) -> Queue:
+    """Build the queue named by ``url``: ``sqlite://`` (default, in the data dir),
+    ``sqlite:///path/queue.db`` or ``memory://``."""
+    if url in ("", "sqlite://") or url.startswith("sqlite:///"):
+        from untrace_server.queue.sqlite import SqliteQueue
+
+        path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+        return SqliteQueue(
+            path if path is not None else data_dir / "queue.db",
+            synchronous=synchronous,
+            budget_bytes=budget_bytes,
+            retention_s=retention_s,
+        )
+    if url == "memory://":
+        from untrace_server.queue.memory import MemoryQueue
+
+        return MemoryQueue(budget_bytes=budget_bytes, retention_s=retention_s)
+    raise ConfigError(f"unsupported queue URL {url!r}: use sqlite:// or memory://")

@@ -1,0 +1,199 @@
+"""Builds the ASGI app and wires the components in its lifespan.
+
+Start-up order: control store (and the bootstrap key) → queue → destinations and their
+deliverers → worker → background upkeep. Shutdown is the reverse, through one
+AsyncExitStack: the server stops accepting first (uvicorn), then the worker and the
+deliverers get the grace period to finish in-flight batches; whatever is left is
+durable in the queue for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from untrace_server import __version__
+from untrace_server.api.errors import handle_exception
+from untrace_server.api.middleware import MetricsMiddleware
+from untrace_server.config import Settings
+from untrace_server.control.auth import Authenticator
+from untrace_server.control.keys import load_server_secret
+from untrace_server.control.store import ControlStore
+from untrace_server.delivery.manager import DeliveryManager, build_destinations
+from untrace_server.destinations.base import Destination
+from untrace_server.errors import UntraceError
+from untrace_server.ingest.base import TraceSink
+from untrace_server.ingest.native import NativeReceiver
+from untrace_server.observability import metrics
+from untrace_server.pipeline.base import Pipeline
+from untrace_server.pipeline.build import build_pipelines
+from untrace_server.pipeline.worker import TraceWorker
+from untrace_server.queue import open_queue
+from untrace_server.queue.base import Queue
+
+__all__ = ["Components", "build_app"]
+
+log = logging.getLogger("untrace")
+
+_UPKEEP_S = 5.0
+_PRUNE_EVERY_S = 3600.0
+
+
+@dataclass
+class Components:
+    settings: Settings
+    store: ControlStore
+    queue: Queue
+    auth: Authenticator
+    sink: TraceSink
+    destinations: dict[tuple[str, str], Destination]
+    pipelines: dict[str, Pipeline]
+    delivery: DeliveryManager | None = None
+    worker: TraceWorker | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+def build_components(settings: Settings) -> Components:
+    """Validate everything that can be validated before a socket opens (ConfigError)."""
+    secret = load_server_secret(settings.secret_key, settings.data_dir)
+    store = ControlStore(settings.effective_database_url, secret)
+    queue = open_queue(
+        settings.queue.url,
+        data_dir=settings.data_dir,
+        synchronous=settings.queue.synchronous,
+        budget_bytes=settings.queue.budget_bytes,
+        retention_s=settings.queue.retention_days * 86400,
+    )
+    destinations = build_destinations(settings) if settings.role != "api" else {}
+    pipelines = build_pipelines(settings)
+    return Components(
+        settings=settings,
+        store=store,
+        queue=queue,
+        auth=Authenticator(store),
+        sink=TraceSink(queue),
+        destinations=destinations,
+        pipelines=pipelines,
+    )
+
+
+async def _upkeep(c: Components) -> None:
+    """Every few seconds: queue gauges, lazily written key last-used times; hourly: prune."""
+    loop = asyncio.get_running_loop()
+    next_prune = loop.time() + 60.0
+    while True:
+        await asyncio.sleep(_UPKEEP_S)
+        try:
+            stats = await c.queue.stats()
+            for topic, count in stats.pending.items():
+                metrics.QUEUE_DEPTH.labels(topic).set(count)
+            for topic, count in stats.dead.items():
+                metrics.DEAD_LETTERS.labels(topic).set(count)
+            metrics.QUEUE_BYTES.set(stats.bytes_used)
+            await c.auth.flush_last_used()
+            if loop.time() >= next_prune and hasattr(c.queue, "prune"):
+                pruned = await c.queue.prune()
+                if pruned:
+                    log.info("pruned %d acked traces past retention", pruned)
+                next_prune = loop.time() + _PRUNE_EVERY_S
+        except UntraceError as exc:
+            log.warning("upkeep: %s", exc)
+        except Exception:
+            log.exception("upkeep failed")
+
+
+@contextlib.asynccontextmanager
+async def _run(c: Components) -> AsyncIterator[None]:
+    settings = c.settings
+    async with contextlib.AsyncExitStack() as stack:
+        await c.store.start()
+        stack.push_async_callback(c.store.close)
+        if settings.bootstrap_admin_key:
+            await c.store.add_key(
+                settings.bootstrap_admin_key, customer_id="default",
+                scopes=("admin",), name="bootstrap",
+            )
+        await c.queue.start()
+        stack.push_async_callback(c.queue.close)
+        if settings.role in ("all", "worker"):
+            c.delivery = DeliveryManager(c.queue, settings.delivery)
+            stack.push_async_callback(c.delivery.stop, settings.shutdown_grace_s)
+            await c.delivery.start(c.destinations)
+            c.worker = TraceWorker(
+                c.queue, c.pipelines.get,
+                batch=settings.worker.batch, visibility_s=settings.worker.visibility_s,
+            )
+            worker_task = asyncio.create_task(c.worker.run(), name="worker")
+            stack.push_async_callback(_stop_worker, c.worker, worker_task, settings.shutdown_grace_s)
+        upkeep = asyncio.create_task(_upkeep(c), name="upkeep")
+        stack.push_async_callback(_cancel, upkeep)
+        log.info(
+            "untrace %s ready: role=%s, %d destinations, data in %s",
+            __version__, settings.role, len(c.destinations), settings.data_dir,
+        )
+        yield
+
+
+async def _stop_worker(worker: TraceWorker, task: asyncio.Task[None], grace_s: float) -> None:
+    worker.stop()
+    try:
+        await asyncio.wait_for(task, grace_s)
+    except TimeoutError:
+        pass
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def build_app(settings: Settings, components: Components | None = None) -> Starlette:
+    c = components or build_components(settings)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def ready(request: Request) -> Response:
+        problems = {}
+        for name, check in (("queue", c.queue.ping), ("store", c.store.ping)):
+            try:
+                await asyncio.wait_for(check(), 2.0)
+            except Exception as exc:
+                problems[name] = str(exc) or type(exc).__name__
+        if problems:
+            return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    routes: list[BaseRoute] = [
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    routes.extend(NativeReceiver(c.sink, c.auth, settings.ingest).routes())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with _run(c):
+            yield
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={Exception: handle_exception, UntraceError: handle_exception},
+    )
+    app.state.components = c
+    app.add_middleware(MetricsMiddleware)
+    return app

@@ -1,0 +1,216 @@
+"""The ``untrace`` command: a thin layer over the library."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from untrace_server.config import Settings, load_settings, parse_duration
+from untrace_server.control.keys import SCOPES, generate_key, load_server_secret
+from untrace_server.control.store import ControlStore
+from untrace_server.errors import ConfigError
+from untrace_server.queue import open_queue
+from untrace_server.queue.base import DELIVERY_PREFIX, Queue, delivery_topic
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Untrace: LLM trace forwarding.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys in the local store.")
+dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(dlq_app, name="dlq")
+console = Console()
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory")]
+
+
+def _settings(config: Path | None, data_dir: Path | None, **kw: Any) -> Settings:
+    try:
+        return load_settings(config, data_dir=data_dir, **kw)
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="listen address")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port")] = None,
+    data_dir: DataDirOpt = None,
+    role: Annotated[str | None, typer.Option(help="all, api or worker")] = None,
+) -> None:
+    """Run the server (receivers, worker and deliverers in one process by default)."""
+    import uvicorn
+
+    from untrace_server.app import build_app
+    from untrace_server.observability.logging import configure_logging
+
+    settings = _settings(config, data_dir, host=host, port=port, role=role)
+    configure_logging(settings.log_level, settings.log_json)
+    try:
+        application = build_app(settings)
+    except ConfigError as exc:
+        print(f"untrace: config error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_s)),
+        access_log=False,
+    )
+
+
+def _run_store(settings: Settings, fn: Callable[[ControlStore], Awaitable[T]]) -> T:
+    async def go() -> T:
+        store = ControlStore(
+            settings.effective_database_url,
+            load_server_secret(settings.secret_key, settings.data_dir),
+        )
+        await store.start()
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+@keys_app.command("create")
+def keys_create(
+    customer: Annotated[str, typer.Option(help="customer the key belongs to")],
+    scopes: Annotated[str, typer.Option(help=f"comma-separated: {', '.join(SCOPES)}")] = "ingest",
+    expires_in: Annotated[str | None, typer.Option(help="e.g. 30d, 12h")] = None,
+    name: Annotated[str, typer.Option(help="a label")] = "",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+    bad = [s for s in wanted if s not in SCOPES]
+    if bad or not wanted:
+        console.print(f"[red]unknown scopes {bad}[/red]; choose from {', '.join(SCOPES)}")
+        raise typer.Exit(2)
+    try:
+        expires_at = time.time() + parse_duration(expires_in) if expires_in else None
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    settings = _settings(config, data_dir)
+    key = generate_key()
+    record = _run_store(
+        settings,
+        lambda s: s.add_key(key, customer_id=customer, scopes=wanted, name=name, expires_at=expires_at),
+    )
+    console.print(f"created key {record.id} for customer {customer!r} (scopes {','.join(wanted)})",
+                  style="dim", highlight=False)
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(
+    customer: Annotated[str | None, typer.Option()] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List keys (prefix, customer, scopes, expiry) — never the keys themselves."""
+    settings = _settings(config, data_dir)
+    found = _run_store(settings, lambda s: s.list_keys(customer))
+    table = Table("id", "prefix", "customer", "scopes", "created", "expires", "revoked")
+    for k in found:
+        fmt = lambda t: time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) if t else "-"  # noqa: E731
+        table.add_row(k.id, k.prefix, k.customer_id, ",".join(sorted(k.scopes)),
+                      fmt(k.created_at), fmt(k.expires_at), fmt(k.revoked_at))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Revoke a key by its id."""
+    settings = _settings(config, data_dir)
+    if not _run_store(settings, lambda s: s.revoke_key(key_id)):
+        console.print(f"[red]no active key {key_id}[/red]")
+        raise typer.Exit(1)
+    console.print(f"revoked {key_id}")
+
+
+def _run_queue(settings: Settings, fn: Callable[[Queue], Awaitable[T]]) -> T:
+    async def go() -> T:
+        queue = open_queue(
+            settings.queue.url,
+            data_dir=settings.data_dir,
+            synchronous=settings.queue.synchronous,
+            budget_bytes=settings.queue.budget_bytes,
+            retention_s=settings.queue.retention_days * 86400,
+        )
+        await queue.start()
+        try:
+            return await fn(queue)
+        finally:
+            await queue.close()
+
+    return asyncio.run(go())
+
+
+def _topic(destination: str | None) -> str | None:
+    """'customer/dest' (or 'dest' of customer 'default') → its outbox topic."""
+    if destination is None:
+        return None
+    customer, _, dest = destination.rpartition("/")
+    return delivery_topic(customer or "default", dest)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    destination: Annotated[str | None, typer.Option(help="customer/destination")] = None,
+    limit: int = 100,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List dead letters with their last error."""
+    settings = _settings(config, data_dir)
+    letters = _run_queue(settings, lambda q: q.list_dead(_topic(destination), limit))
+    table = Table("id", "destination", "trace id", "attempts", "dead at", "error")
+    for d in letters:
+        table.add_row(str(d.id), d.topic.removeprefix(DELIVERY_PREFIX), d.key, str(d.attempts),
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.dead_at)), d.error[:120])
+    console.print(table)
+    console.print(f"{len(letters)} dead letters", style="dim")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    destination: Annotated[str | None, typer.Option(help="customer/destination")] = None,
+    id: Annotated[list[int] | None, typer.Option("--id", help="dead letter id (repeatable)")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Make dead letters deliverable again (a running server picks them up)."""
+    settings = _settings(config, data_dir)
+    count = _run_queue(settings, lambda q: q.replay_dead(_topic(destination), id or None))
+    console.print(f"replayed {count} dead letters")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from untrace_server import __version__
+
+    print(__version__)
+
+
+def main() -> None:
+    app()

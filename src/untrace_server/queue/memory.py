@@ -1,0 +1,165 @@
+"""An in-memory Queue with the same semantics as the durable ones, for unit tests and
+for embedding. Nothing survives the process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from untrace_server.errors import QueueFull, QueueUnavailable
+from untrace_server.queue.base import TRACES_TOPIC, DeadLetter, Message, QueueStats
+
+__all__ = ["MemoryQueue"]
+
+
+@dataclass
+class _Row:
+    id: int
+    topic: str
+    key: str
+    payload: bytes
+    created_at: float
+    visible_at: float
+    attempts: int = 0
+    state: int = 0  # 0 ready, 1 acked, 2 dead
+    error: str = ""
+    done_at: float = 0.0
+
+
+class MemoryQueue:
+    def __init__(self, *, budget_bytes: int = 1 << 30, retention_s: float = 7 * 86400) -> None:
+        self.budget_bytes = budget_bytes
+        self.retention_s = retention_s
+        self._rows: dict[int, _Row] = {}
+        self._ids = itertools.count(1)
+        self._events: dict[str, asyncio.Event] = {}
+        self._used = 0
+        self._running = False
+
+    async def start(self) -> None:
+        self._running = True
+
+    async def close(self) -> None:
+        self._running = False
+
+    def _check(self) -> None:
+        if not self._running:
+            raise QueueUnavailable("queue is not running")
+
+    async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[int]:
+        self._check()
+        size = sum(len(p) + len(k) + 64 for k, p in items)
+        if self._used + size > self.budget_bytes:
+            raise QueueFull(f"queue budget of {self.budget_bytes} bytes is used up")
+        now = time.time()
+        ids = []
+        for key, payload in items:
+            row = _Row(next(self._ids), topic, key, payload, now, now)
+            self._rows[row.id] = row
+            ids.append(row.id)
+        self._used += size
+        if topic in self._events:
+            self._events[topic].set()
+        return ids
+
+    async def lease(self, topic: str, max_items: int, visibility_s: float) -> list[Message]:
+        self._check()
+        now = time.time()
+        out = []
+        for row in self._rows.values():
+            if len(out) >= max_items:
+                break
+            if row.topic == topic and row.state == 0 and row.visible_at <= now:
+                row.visible_at = now + visibility_s
+                row.attempts += 1
+                out.append(Message(row.id, topic, row.payload, row.attempts, row.created_at, row.key))
+        return out
+
+    async def ack(self, ids: Sequence[int]) -> None:
+        self._check()
+        now = time.time()
+        for i in ids:
+            row = self._rows.get(i)
+            if row is None:
+                continue
+            if row.topic == TRACES_TOPIC:
+                row.state, row.done_at = 1, now
+            else:
+                del self._rows[i]
+                self._used -= len(row.payload) + len(row.key) + 64
+
+    async def nack(self, ids: Sequence[int], delay_s: float) -> None:
+        self._check()
+        for i in ids:
+            row = self._rows.get(i)
+            if row is not None and row.state == 0:
+                row.visible_at = time.time() + delay_s
+
+    async def dead(self, ids: Sequence[int], error: str) -> None:
+        self._check()
+        for i in ids:
+            row = self._rows.get(i)
+            if row is not None:
+                row.state, row.error, row.done_at = 2, error, time.time()
+
+    async def list_dead(self, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        rows = [
+            r for r in self._rows.values() if r.state == 2 and (topic is None or r.topic == topic)
+        ]
+        return [
+            DeadLetter(r.id, r.topic, r.key, r.payload, r.attempts, r.error, r.created_at, r.done_at)
+            for r in rows[:limit]
+        ]
+
+    async def replay_dead(
+        self, topic: str | None = None, ids: Sequence[int] | None = None
+    ) -> int:
+        count = 0
+        wanted = set(ids) if ids is not None else None
+        for row in self._rows.values():
+            if row.state != 2 or (topic is not None and row.topic != topic):
+                continue
+            if wanted is not None and row.id not in wanted:
+                continue
+            row.state, row.attempts, row.error, row.visible_at = 0, 0, "", time.time()
+            count += 1
+            if row.topic in self._events:
+                self._events[row.topic].set()
+        return count
+
+    async def prune(self, now: float | None = None) -> int:
+        cutoff = (time.time() if now is None else now) - self.retention_s
+        old = [i for i, r in self._rows.items() if r.state == 1 and r.done_at < cutoff]
+        for i in old:
+            row = self._rows.pop(i)
+            self._used -= len(row.payload) + len(row.key) + 64
+        return len(old)
+
+    async def wait(self, topic: str, timeout: float) -> None:
+        event = self._events.setdefault(topic, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+        event.clear()
+
+    async def stats(self) -> QueueStats:
+        pending: dict[str, int] = {}
+        dead: dict[str, int] = {}
+        for r in self._rows.values():
+            if r.state == 0:
+                pending[r.topic] = pending.get(r.topic, 0) + 1
+            elif r.state == 2:
+                dead[r.topic] = dead.get(r.topic, 0) + 1
+        return QueueStats(pending, dead, self._used, self.budget_bytes)
+
+    async def ping(self) -> None:
+        self._check()
+
+    async def get_retained(self, key: str) -> bytes | None:
+        for row in reversed(list(self._rows.values())):
+            if row.topic == TRACES_TOPIC and row.key == key:
+                return row.payload
+        return None

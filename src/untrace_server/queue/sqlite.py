@@ -1,0 +1,367 @@
+"""The embedded durable queue: one SQLite file in WAL mode, one writer thread, group commit.
+
+Every operation that writes (publish, lease, ack, nack, dead, replay, prune) is a small
+function run on the single writer thread. The thread takes every operation waiting,
+runs them in ONE transaction (each under its own savepoint, so one failing operation
+fails alone), commits once — with ``synchronous=FULL`` that is one fsync for the whole
+group — and then resolves each caller's future. Concurrent publishers therefore share
+commits, and each publish returns only after its rows are on disk.
+
+Reads that need no consistency with writes (stats) use the same thread too: SQLite
+serialises writers anyway, and one connection keeps the design simple.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue as threadqueue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from untrace_server.errors import QueueFull, QueueUnavailable
+from untrace_server.queue.base import (
+    TRACES_TOPIC,
+    DeadLetter,
+    Message,
+    QueueStats,
+)
+
+__all__ = ["SqliteQueue"]
+
+T = TypeVar("T")
+
+READY, ACKED, DEAD = 0, 1, 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    key TEXT NOT NULL DEFAULT '',
+    payload BLOB NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    visible_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    done_at REAL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_ready ON messages (topic, state, visible_at);
+CREATE INDEX IF NOT EXISTS messages_done ON messages (state, done_at);
+"""
+
+_MAX_GROUP = 512  # operations per transaction
+
+
+class SqliteQueue:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "FULL",
+        budget_bytes: int = 1 << 30,
+        retention_s: float = 7 * 86400,
+        retain_topics: Sequence[str] = (TRACES_TOPIC,),
+    ) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous.upper()
+        self.budget_bytes = budget_bytes
+        self.retention_s = retention_s
+        self.retain_topics = frozenset(retain_topics)
+        self._ops: threadqueue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Future[Any]] | None] = (
+            threadqueue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._page_size = 4096
+        self._used_bytes = 0
+        self._events: dict[str, asyncio.Event] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ready: Future[None] = Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="untrace-sqlite-queue", daemon=True
+        )
+        self._thread.start()
+        await asyncio.wrap_future(ready)
+
+    async def close(self) -> None:
+        if self._thread is None or self._closed:
+            return
+        self._closed = True
+        self._ops.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(_SCHEMA)
+        self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        self._refresh_usage(conn)
+        return conn
+
+    def _refresh_usage(self, conn: sqlite3.Connection) -> None:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        self._used_bytes = (pages - free) * self._page_size
+
+    def _run(self, ready: Future[None]) -> None:
+        try:
+            conn = self._conn = self._open()
+        except Exception as exc:
+            ready.set_exception(QueueUnavailable(f"cannot open queue at {self.path}: {exc}"))
+            return
+        ready.set_result(None)
+        commits = 0
+        while True:
+            first = self._ops.get()
+            if first is None:
+                break
+            group = [first]
+            stop = False
+            while len(group) < _MAX_GROUP:
+                try:
+                    item = self._ops.get_nowait()
+                except threadqueue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            self._run_group(conn, group)
+            commits += 1
+            if commits % 64 == 0:
+                self._refresh_usage(conn)
+            if stop:
+                break
+        conn.close()
+
+    def _run_group(
+        self,
+        conn: sqlite3.Connection,
+        group: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]],
+    ) -> None:
+        results: list[tuple[Future[Any], bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, fut in group:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((fut, False, exc))
+                else:
+                    conn.execute("RELEASE op")
+                    results.append((fut, True, value))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            error = QueueUnavailable(f"queue write failed: {exc}")
+            for _, fut in group:
+                fut.set_exception(error)
+            return
+        for fut, ok, value in results:
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None or self._closed:
+            raise QueueUnavailable("queue is not running")
+        fut: Future[T] = Future()
+        self._ops.put((fn, fut))
+        return await asyncio.wrap_future(fut)
+
+    # -- operations ---------------------------------------------------------------
+
+    async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[int]:
+        if not items:
+            return []
+        size = sum(len(p) + len(k) + 64 for k, p in items)
+        if self._used_bytes + size > self.budget_bytes:
+            raise QueueFull(
+                f"queue disk budget of {self.budget_bytes} bytes is used up", retry_after=5.0
+            )
+        now = time.time()
+
+        def op(conn: sqlite3.Connection) -> list[int]:
+            conn.executemany(
+                "INSERT INTO messages (topic, key, payload, visible_at, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(topic, k, p, now, now) for k, p in items],
+            )
+            # one writer, one transaction: the rows got consecutive rowids
+            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            ids = list(range(last - len(items) + 1, last + 1))
+            self._used_bytes += size
+            return ids
+
+        ids = await self._call(op)
+        self._notify(topic)
+        return ids
+
+    async def lease(self, topic: str, max_items: int, visibility_s: float) -> list[Message]:
+        def op(conn: sqlite3.Connection) -> list[Message]:
+            now = time.time()
+            rows = conn.execute(
+                "UPDATE messages SET visible_at = ?, attempts = attempts + 1 WHERE id IN ("
+                " SELECT id FROM messages WHERE topic = ? AND state = 0 AND visible_at <= ?"
+                " ORDER BY id LIMIT ?) RETURNING id, key, payload, attempts, created_at",
+                (now + visibility_s, topic, now, max_items),
+            ).fetchall()
+            rows.sort(key=lambda r: r[0])
+            return [Message(r[0], topic, r[2], r[3], r[4], r[1]) for r in rows]
+
+        return await self._call(op)
+
+    async def ack(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        retain = list(self.retain_topics)
+
+        def op(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            marks = ",".join("?" * len(retain)) or "''"
+            conn.executemany(
+                f"UPDATE messages SET state = 1, done_at = ? WHERE id = ? AND topic IN ({marks})",
+                [(now, i, *retain) for i in ids],
+            )
+            conn.executemany(
+                f"DELETE FROM messages WHERE id = ? AND topic NOT IN ({marks})",
+                [(i, *retain) for i in ids],
+            )
+
+        await self._call(op)
+
+    async def nack(self, ids: Sequence[int], delay_s: float) -> None:
+        if not ids:
+            return
+
+        def op(conn: sqlite3.Connection) -> None:
+            when = time.time() + delay_s
+            conn.executemany(
+                "UPDATE messages SET visible_at = ? WHERE id = ? AND state = 0",
+                [(when, i) for i in ids],
+            )
+
+        await self._call(op)
+
+    async def dead(self, ids: Sequence[int], error: str) -> None:
+        if not ids:
+            return
+
+        def op(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            conn.executemany(
+                "UPDATE messages SET state = 2, done_at = ?, error = ? WHERE id = ?",
+                [(now, error[:4000], i) for i in ids],
+            )
+
+        await self._call(op)
+
+    async def list_dead(self, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        def op(conn: sqlite3.Connection) -> list[DeadLetter]:
+            sql = (
+                "SELECT id, topic, key, payload, attempts, error, created_at, done_at "
+                "FROM messages WHERE state = 2"
+            )
+            args: list[Any] = []
+            if topic is not None:
+                sql += " AND topic = ?"
+                args.append(topic)
+            sql += " ORDER BY id LIMIT ?"
+            args.append(limit)
+            return [DeadLetter(*row) for row in conn.execute(sql, args).fetchall()]
+
+        return await self._call(op)
+
+    async def replay_dead(
+        self, topic: str | None = None, ids: Sequence[int] | None = None
+    ) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            sql = "UPDATE messages SET state = 0, attempts = 0, visible_at = ?, error = NULL, done_at = NULL WHERE state = 2"
+            args: list[Any] = [time.time()]
+            if topic is not None:
+                sql += " AND topic = ?"
+                args.append(topic)
+            if ids is not None:
+                sql += f" AND id IN ({','.join('?' * len(ids)) or 'NULL'})"
+                args.extend(ids)
+            cur = conn.execute(sql, args)
+            return cur.rowcount
+
+        count = await self._call(op)
+        for event_topic in list(self._events):
+            self._notify(event_topic)
+        return count
+
+    async def prune(self, now: float | None = None) -> int:
+        """Delete acked messages older than the retention; returns how many."""
+        cutoff = (time.time() if now is None else now) - self.retention_s
+
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute("DELETE FROM messages WHERE state = 1 AND done_at < ?", (cutoff,))
+            self._refresh_usage(conn)
+            return cur.rowcount
+
+        return await self._call(op)
+
+    async def wait(self, topic: str, timeout: float) -> None:
+        event = self._events.get(topic)
+        if event is None:
+            event = self._events[topic] = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+        event.clear()
+
+    def _notify(self, topic: str) -> None:
+        event = self._events.get(topic)
+        if event is not None:
+            event.set()
+
+    async def stats(self) -> QueueStats:
+        def op(conn: sqlite3.Connection) -> QueueStats:
+            pending: dict[str, int] = {}
+            dead: dict[str, int] = {}
+            for topic, state, count in conn.execute(
+                "SELECT topic, state, COUNT(*) FROM messages WHERE state != 1 GROUP BY topic, state"
+            ):
+                (pending if state == READY else dead)[topic] = count
+            self._refresh_usage(conn)
+            return QueueStats(pending, dead, self._used_bytes, self.budget_bytes)
+
+        return await self._call(op)
+
+    async def ping(self) -> None:
+        await self._call(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def get_retained(self, key: str) -> bytes | None:
+        """The stored payload of a trace by its key (id), if retained."""
+
+        def op(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute(
+                "SELECT payload FROM messages WHERE topic = ? AND key = ? ORDER BY id DESC LIMIT 1",
+                (TRACES_TOPIC, key),
+            ).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._call(op)

@@ -1,0 +1,163 @@
+"""One contract suite for every Queue backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from untrace_server.errors import QueueFull
+from untrace_server.queue.base import TRACES_TOPIC, Queue
+from untrace_server.queue.memory import MemoryQueue
+from untrace_server.queue.sqlite import SqliteQueue
+
+BACKENDS = ["sqlite", "memory"]
+
+
+def make(kind: str, tmp_path: Path, **kw: float) -> Queue:
+    if kind == "sqlite":
+        return SqliteQueue(tmp_path / "q.db", **kw)  # type: ignore[arg-type]
+    return MemoryQueue(**kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=BACKENDS)
+async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Queue]:
+    q = make(request.param, tmp_path)
+    await q.start()
+    yield q
+    await q.close()
+
+
+async def test_publish_lease_ack_in_order(queue: Queue) -> None:
+    ids = await queue.publish("deliver.c/d", [(f"k{i}", f"p{i}".encode()) for i in range(5)])
+    assert len(ids) == 5 and ids == sorted(ids)
+    got = await queue.lease("deliver.c/d", 3, 30)
+    assert [m.key for m in got] == ["k0", "k1", "k2"]
+    assert [m.payload for m in got] == [b"p0", b"p1", b"p2"]
+    assert all(m.attempts == 1 for m in got)
+    # leased messages are invisible to others
+    rest = await queue.lease("deliver.c/d", 10, 30)
+    assert [m.key for m in rest] == ["k3", "k4"]
+    await queue.ack([m.id for m in got + rest])
+    assert await queue.lease("deliver.c/d", 10, 30) == []
+    stats = await queue.stats()
+    assert stats.pending.get("deliver.c/d", 0) == 0
+
+
+async def test_topics_are_separate(queue: Queue) -> None:
+    await queue.publish("a", [("x", b"1")])
+    await queue.publish("b", [("y", b"2")])
+    assert [m.key for m in await queue.lease("b", 10, 30)] == ["y"]
+    assert [m.key for m in await queue.lease("a", 10, 30)] == ["x"]
+
+
+async def test_lease_expires_and_message_comes_back(queue: Queue) -> None:
+    await queue.publish("t", [("k", b"v")])
+    first = await queue.lease("t", 1, 0.2)
+    assert len(first) == 1
+    assert await queue.lease("t", 1, 0.2) == []
+    await asyncio.sleep(0.3)
+    again = await queue.lease("t", 1, 30)
+    assert [m.key for m in again] == ["k"] and again[0].attempts == 2
+
+
+async def test_nack_delays_redelivery(queue: Queue) -> None:
+    await queue.publish("t", [("k", b"v")])
+    (m,) = await queue.lease("t", 1, 30)
+    await queue.nack([m.id], 0.3)
+    assert await queue.lease("t", 1, 30) == []
+    await asyncio.sleep(0.35)
+    assert [x.key for x in await queue.lease("t", 1, 30)] == ["k"]
+
+
+async def test_dead_letters_list_and_replay(queue: Queue) -> None:
+    await queue.publish("deliver.c/d", [("k1", b"1"), ("k2", b"2")])
+    msgs = await queue.lease("deliver.c/d", 2, 30)
+    await queue.dead([msgs[0].id], "permanent: HTTP 400")
+    await queue.ack([msgs[1].id])
+    dead = await queue.list_dead("deliver.c/d")
+    assert [(d.key, d.error) for d in dead] == [("k1", "permanent: HTTP 400")]
+    assert await queue.list_dead("deliver.other/x") == []
+    assert (await queue.stats()).dead == {"deliver.c/d": 1}
+    assert await queue.replay_dead("deliver.c/d") == 1
+    again = await queue.lease("deliver.c/d", 5, 30)
+    assert [m.key for m in again] == ["k1"] and again[0].attempts == 1
+    assert await queue.list_dead() == []
+
+
+async def test_replay_by_id_only_replays_that_one(queue: Queue) -> None:
+    await queue.publish("t", [("a", b"1"), ("b", b"2")])
+    msgs = await queue.lease("t", 2, 30)
+    await queue.dead([m.id for m in msgs], "boom")
+    assert await queue.replay_dead(ids=[msgs[1].id]) == 1
+    assert [m.key for m in await queue.lease("t", 5, 30)] == ["b"]
+    assert [d.key for d in await queue.list_dead()] == ["a"]
+
+
+async def test_budget_full_rejects_whole_publish(tmp_path: Path) -> None:
+    for kind in BACKENDS:
+        q = make(kind, tmp_path / kind, budget_bytes=200_000)
+        (tmp_path / kind).mkdir(exist_ok=True)
+        await q.start()
+        try:
+            with pytest.raises(QueueFull):
+                for i in range(1000):
+                    await q.publish("t", [(str(i), b"x" * 1000)])
+            before = (await q.stats()).pending.get("t", 0)
+            with pytest.raises(QueueFull):
+                await q.publish("t", [("big", b"x" * 1000)] * 10)
+            assert (await q.stats()).pending.get("t", 0) == before
+        finally:
+            await q.close()
+
+
+async def test_acked_traces_are_retained_then_pruned(queue: Queue) -> None:
+    await queue.publish(TRACES_TOPIC, [("trace-1", b"payload")])
+    (m,) = await queue.lease(TRACES_TOPIC, 1, 30)
+    await queue.ack([m.id])
+    assert await queue.get_retained("trace-1") == b"payload"  # type: ignore[attr-defined]
+    assert await queue.prune() == 0  # type: ignore[attr-defined]
+    import time
+
+    assert await queue.prune(now=time.time() + 8 * 86400) == 1  # type: ignore[attr-defined]
+    assert await queue.get_retained("trace-1") is None  # type: ignore[attr-defined]
+
+
+async def test_wait_wakes_on_publish(queue: Queue) -> None:
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        await queue.publish("w", [("k", b"v")])
+
+    task = asyncio.create_task(later())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await queue.wait("w", 5.0)
+    assert loop.time() - started < 2.0
+    await task
+
+
+async def test_concurrent_publishes_all_land(queue: Queue) -> None:
+    async def pub(n: int) -> list[int]:
+        return await queue.publish("c", [(f"{n}-{i}", b"x") for i in range(20)])
+
+    results = await asyncio.gather(*(pub(n) for n in range(50)))
+    all_ids = [i for r in results for i in r]
+    assert len(set(all_ids)) == 1000
+    got = await queue.lease("c", 2000, 30)
+    assert len(got) == 1000
+
+
+async def test_sqlite_survives_reopen(tmp_path: Path) -> None:
+    q = SqliteQueue(tmp_path / "q.db")
+    await q.start()
+    await q.publish("t", [("k1", b"1"), ("k2", b"2")])
+    (m, _) = await q.lease("t", 2, 0.1)
+    await q.ack([m.id])
+    await q.close()
+    q2 = SqliteQueue(tmp_path / "q.db")
+    await q2.start()
+    await asyncio.sleep(0.15)
+    assert [x.key for x in await q2.lease("t", 5, 30)] == ["k2"]
+    await q2.close()
