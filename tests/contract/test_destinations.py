@@ -1,0 +1,351 @@
+"""One contract suite over every connector in ``destinations/``: lifecycle, config
+validation, HTTP status → retryable/permanent through the shared classifier, batch
+splitting (count, 413 halves), and deterministic ids (a redelivery sends the same bytes).
+
+Every connector is pointed at one local HTTP server that answers what a test tells it
+and records what it received."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from untrace_server.destinations.base import BatchResult, Destination, DestinationContext
+from untrace_server.destinations.datadog import DatadogDestination
+from untrace_server.destinations.helicone import HeliconeDestination
+from untrace_server.destinations.langfuse import LangfuseDestination
+from untrace_server.destinations.langsmith import LangsmithDestination
+from untrace_server.destinations.otlp import OtlpDestination
+from untrace_server.destinations.s3 import S3Destination
+from untrace_server.errors import PartialDeliveryError, PermanentError, RetryableError
+from untrace_server.model import Message, Trace, Usage, now_ms
+from untrace_server.model import Request as TraceRequest
+from untrace_server.model import Response as TraceResponse
+
+CONTEXT = DestinationContext(destination_id="dest-1", customer_id="cust-1")
+START = now_ms() - 60_000
+
+
+@dataclass
+class Recorder:
+    """What the fake platform answers (a queue of statuses, then ``default``) and saw."""
+
+    default: int = 200
+    queue: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+    async def app(self, request: Request) -> Response:
+        body = await request.body()
+        if "gzip" in request.headers.get("content-encoding", ""):
+            with contextlib.suppress(OSError, EOFError):  # S3 may frame it aws-chunked
+                body = gzip.decompress(body)
+        self.paths.append(request.url.path)
+        self.bodies.append(body)
+        status, headers = self.queue.pop(0) if self.queue else (self.default, {})
+        content = b'{"errors": []}' if status == 207 else b"{}" if status < 300 else b"nope"
+        if request.method == "PUT" and status < 300:
+            content = b""  # S3 PutObject answers an empty 200
+        return Response(content, status_code=status, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[tuple[str, Recorder]]:
+    recorder = Recorder()
+    app = Starlette(
+        routes=[Route("/{path:path}", recorder.app, methods=["GET", "POST", "PUT", "HEAD"])]
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            loop="asyncio",
+            http="h11",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}", recorder
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def platform(fake: tuple[str, Recorder]) -> tuple[str, Recorder]:
+    url, recorder = fake
+    recorder.default, recorder.queue[:], recorder.bodies[:], recorder.paths[:] = 200, [], [], []
+    return url, recorder
+
+
+# type name → (class, valid config builder given the fake's URL, invalid configs → message)
+CONNECTORS: dict[str, tuple[type[Any], Any, list[tuple[dict[str, Any], str]]]] = {
+    "otlp": (
+        OtlpDestination,
+        lambda u: {"endpoint": u, "max_batch_count": 2},
+        [
+            ({}, "endpoint is required"),
+            ({"endpoint": "not a url"}, "URL"),
+            ({"preset": "mlflow", "endpoint": "http://x"}, "experiment_id is required"),
+            ({"preset": "phoenix", "encoding": "json"}, "protobuf only"),
+            ({"preset": "weave", "api_key": "k", "project": "p"}, "entity/project"),
+        ],
+    ),
+    "langsmith": (
+        LangsmithDestination,
+        lambda u: {"api_key": "ls-key", "endpoint": u, "max_batch_count": 2},
+        [
+            ({}, "api_key"),
+            ({"api_key": "k", "region": "mars"}, "'us', 'eu', 'apac' or 'aws'"),
+            ({"api_key": "k", "endpoint": "ftp//x"}, "URL"),
+        ],
+    ),
+    "langfuse": (
+        LangfuseDestination,
+        lambda u: {"public_key": "pk-1", "secret_key": "sk-1", "endpoint": u, "max_batch_count": 2},
+        [
+            ({"secret_key": "s"}, "public_key"),
+            ({"public_key": "p", "secret_key": "s", "region": "moon"}, "'eu', 'us', 'jp' or"),
+        ],
+    ),
+    "langfuse_legacy": (
+        LangfuseDestination,
+        lambda u: {
+            "public_key": "pk-1",
+            "secret_key": "sk-1",
+            "endpoint": u,
+            "api": "legacy",
+            "max_batch_count": 2,
+        },
+        [
+            ({"public_key": "p", "secret_key": "s", "api": "v2"}, "'otel' or 'legacy'"),
+        ],
+    ),
+    "helicone": (
+        HeliconeDestination,
+        lambda u: {"api_key": "h-key", "endpoint": u},
+        [
+            ({}, "api_key"),
+            ({"api_key": "k", "endpoint": "helicone"}, "URL"),
+        ],
+    ),
+    "datadog": (
+        DatadogDestination,
+        lambda u: {"api_key": "dd", "ml_app": "shop-bot", "endpoint": u, "max_batch_count": 2},
+        [
+            ({"api_key": "k"}, "ml_app"),
+            ({"api_key": "k", "ml_app": "Shop Bot"}, "lowercase"),
+            ({"api_key": "k", "ml_app": "a", "site": "ddog-gov.com"}, "datadoghq.eu"),
+        ],
+    ),
+    "s3": (
+        S3Destination,
+        lambda u: {
+            "bucket": "traces",
+            "endpoint_url": u,
+            "path_style": True,
+            "max_batch_count": 2,
+            "access_key_id": "AKIA",
+            "secret_access_key": "secret",
+        },
+        [
+            ({}, "bucket"),
+            ({"bucket": "Bad_Bucket"}, "pattern"),
+            ({"bucket": "ok-bucket", "access_key_id": "a"}, "go together"),
+        ],
+    ),
+}
+NAMES = sorted(CONNECTORS)
+# Connectors that send one trace per request, whatever the batch size.
+ONE_PER_REQUEST = {"helicone"}
+
+
+def make(name: str, url: str, **overrides: Any) -> Destination:
+    cls, build, _ = CONNECTORS[name]
+    config = cls.Config.model_validate({**build(url), **overrides})
+    destination: Destination = cls(config, CONTEXT)
+    return destination
+
+
+def sample(n: int, prefix: str = "t") -> list[Trace]:
+    start = START
+    return [
+        Trace(
+            id=f"{prefix}-{i}",
+            parent_id=f"{prefix}-0" if i else None,
+            session_id="s-1",
+            start_time=start + i,
+            end_time=start + i + 500,
+            provider="openai",
+            model="gpt-4o-mini",
+            request=TraceRequest(messages=[Message(role="user", content=f"hello {i}")]),
+            response=TraceResponse(
+                content="hi", usage=Usage(prompt_tokens=3, completion_tokens=1, total_tokens=4)
+            ),
+            metadata={"customerId": "cust-1", "tags": {"team": "a"}},
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_lifecycle_shutdown_without_start_and_twice(name: str) -> None:
+    destination = make(name, "http://127.0.0.1:9")
+    assert isinstance(destination, Destination)
+    await destination.shutdown()
+    await destination.shutdown()
+    await destination.start()
+    await destination.start()
+    await destination.shutdown()
+    await destination.shutdown()
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_send_before_start_is_retryable_not_a_crash(name: str) -> None:
+    with pytest.raises(RetryableError, match="not started"):
+        await make(name, "http://127.0.0.1:9").send_batch(sample(1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_validation_fails_fast_with_a_clear_message(name: str) -> None:
+    cls, build, bad = CONNECTORS[name]
+    cls.Config.model_validate(build("http://127.0.0.1:1"))
+    for config, message in bad:
+        with pytest.raises(pydantic.ValidationError) as info:
+            cls.Config.model_validate(config)
+        assert message in str(info.value), (config, str(info.value))
+    with pytest.raises(pydantic.ValidationError, match="Extra inputs are not permitted"):
+        cls.Config.model_validate({**build("http://127.0.0.1:1"), "unknown_key": 1})
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    ("status", "error", "retry_after"),
+    [
+        (429, RetryableError, 7.0),
+        (503, RetryableError, None),
+        (500, RetryableError, None),
+        (400, PermanentError, None),
+        (401, PermanentError, None),
+        (403, PermanentError, None),
+    ],
+)
+async def test_status_classified_by_the_shared_classifier(
+    name: str,
+    status: int,
+    error: type[Exception],
+    retry_after: float | None,
+    platform: tuple[str, Recorder],
+) -> None:
+    url, recorder = platform
+    recorder.default = status
+    headers = {"retry-after": "7"} if retry_after else {}
+    recorder.queue[:] = [(status, headers)] * 10
+    destination = make(name, url)
+    await destination.start()
+    try:
+        with pytest.raises(error) as info:
+            await destination.send_batch(sample(1))
+        if retry_after is not None:
+            assert info.value.retry_after == retry_after  # type: ignore[attr-defined]
+        assert str(status) in str(info.value)
+    finally:
+        await destination.shutdown()
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_unreachable_platform_is_retryable(name: str) -> None:
+    destination = make(name, "http://127.0.0.1:9", timeout_s=2)
+    await destination.start()
+    try:
+        with pytest.raises(RetryableError):
+            await destination.send_batch(sample(1))
+        assert not (await destination.health_check()).healthy
+    finally:
+        await destination.shutdown()
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_batches_split_by_count(name: str, platform: tuple[str, Recorder]) -> None:
+    url, recorder = platform
+    destination = make(name, url)
+    await destination.start()
+    try:
+        result = await destination.send_batch(sample(5))
+    finally:
+        await destination.shutdown()
+    assert result == BatchResult(delivered=5)
+    assert len(recorder.bodies) == (5 if name in ONE_PER_REQUEST else 3)  # max_batch_count 2
+
+
+@pytest.mark.parametrize("name", sorted(set(NAMES) - ONE_PER_REQUEST))
+async def test_413_splits_and_retries_the_halves(name: str, platform: tuple[str, Recorder]) -> None:
+    url, recorder = platform
+    recorder.queue[:] = [(413, {})]
+    destination = make(name, url, max_batch_count=4)
+    await destination.start()
+    try:
+        result = await destination.send_batch(sample(4))
+    finally:
+        await destination.shutdown()
+    assert result.delivered == 4
+    assert len(recorder.bodies) == 3  # the whole batch (413), then two halves
+    assert len(recorder.bodies[1]) < len(recorder.bodies[0])
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_a_single_trace_too_large_fails_alone(
+    name: str, platform: tuple[str, Recorder]
+) -> None:
+    url, recorder = platform
+    recorder.queue[:] = [(200, {}), (413, {}), (200, {})]
+    destination = make(name, url, max_batch_count=1)
+    await destination.start()
+    try:
+        with pytest.raises(PartialDeliveryError) as info:
+            await destination.send_batch(sample(3))
+    finally:
+        await destination.shutdown()
+    assert list(info.value.failed) == [1]
+    assert isinstance(info.value.failed[1], PermanentError)
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_ids_are_deterministic_so_redelivery_is_an_upsert(
+    name: str, platform: tuple[str, Recorder]
+) -> None:
+    url, recorder = platform
+    rounds: list[list[bytes]] = []
+    destination = make(name, url, **({} if name in ONE_PER_REQUEST else {"max_batch_count": 10}))
+    await destination.start()
+    try:
+        for prefix in ("t", "t", "other"):
+            await destination.send_batch(sample(3, prefix=prefix))
+            rounds.append(sorted(recorder.bodies))
+            recorder.bodies.clear()
+    finally:
+        await destination.shutdown()
+    first, again, other = rounds
+    assert first == again, "a redelivery must carry the same ids and bytes"
+    assert first != other
