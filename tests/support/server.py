@@ -63,7 +63,9 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> ServerProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config))
-        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self._close_log()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed when the process ends
+        log = self._log
         self.proc = subprocess.Popen(
             [UNTRACE, "serve", "--config", str(self.config_path), "--host", "127.0.0.1",
              "--port", str(self.port), "--data-dir", str(self.data_dir)],
@@ -81,6 +83,12 @@ class ServerProcess:
             time.sleep(0.05)
         raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
 
+    def _close_log(self) -> None:
+        log = getattr(self, "_log", None)
+        if log is not None:
+            log.close()
+            self._log = None
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -88,6 +96,7 @@ class ServerProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+        self._close_log()
 
     def terminate(self, timeout: float = 30.0) -> float:
         """SIGTERM; returns the seconds it took to exit."""
@@ -95,6 +104,7 @@ class ServerProcess:
         started = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout)
+        self._close_log()
         return time.monotonic() - started
 
     def stop(self) -> None:
@@ -105,6 +115,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        self._close_log()
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}", "Content-Type": "application/json"}

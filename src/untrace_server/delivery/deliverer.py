@@ -73,6 +73,7 @@ class Deliverer:
         self.send_timeout_s = send_timeout_s
         self.poll_s = poll_s
         self._stopping = asyncio.Event()
+        self._next_retry = 0.0  # monotonic time of the earliest retry this loop scheduled
         self.last_success: float | None = None
         self.last_error: str | None = None
 
@@ -105,7 +106,11 @@ class Deliverer:
         limits = self.limits
         batch = await self.queue.lease(self.topic, limits.max_items, self.visibility_s)
         if not batch:
-            await self.queue.wait(self.topic, self.poll_s)
+            # wake for new messages, or when the earliest retry we scheduled falls due
+            due = self._next_retry - time.monotonic() if self._next_retry else self.poll_s
+            await self.queue.wait(self.topic, max(0.0, min(self.poll_s, due)))
+            if self._next_retry and time.monotonic() >= self._next_retry:
+                self._next_retry = 0.0
             return []
         deadline = time.monotonic() + limits.max_wait_s
         size = sum(len(m.payload) for m in batch)
@@ -198,6 +203,8 @@ class Deliverer:
                 by_delay.setdefault(delay, []).append(m.id)
         for delay, ids in by_delay.items():
             await self.queue.nack(ids, delay)
+            due = time.monotonic() + delay
+            self._next_retry = min(self._next_retry, due) if self._next_retry else due
             metrics.TRACES_PROCESSED.labels(self.customer_id, self.destination_id, "retried").inc(len(ids))
         log.warning("destination %s: %d traces will be retried: %s", self.label, len(messages), error)
 

@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS messages (
     visible_at REAL NOT NULL,
     created_at REAL NOT NULL,
     done_at REAL,
-    error TEXT
+    error TEXT,
+    leased INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (topic, state, visible_at);
 CREATE INDEX IF NOT EXISTS messages_done ON messages (state, done_at);
@@ -111,6 +112,12 @@ class SqliteQueue:
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(_SCHEMA)
+        # This file belongs to this process alone (single-node mode): leases held by a
+        # previous process that died are released now instead of after their timeout.
+        conn.execute(
+            "UPDATE messages SET leased = 0, visible_at = ? WHERE leased = 1 AND state = 0",
+            (time.time(),),
+        )
         self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         self._refresh_usage(conn)
         return conn
@@ -223,7 +230,7 @@ class SqliteQueue:
         def op(conn: sqlite3.Connection) -> list[Message]:
             now = time.time()
             rows = conn.execute(
-                "UPDATE messages SET visible_at = ?, attempts = attempts + 1 WHERE id IN ("
+                "UPDATE messages SET visible_at = ?, attempts = attempts + 1, leased = 1 WHERE id IN ("
                 " SELECT id FROM messages WHERE topic = ? AND state = 0 AND visible_at <= ?"
                 " ORDER BY id LIMIT ?) RETURNING id, key, payload, attempts, created_at",
                 (now + visibility_s, topic, now, max_items),
@@ -242,7 +249,7 @@ class SqliteQueue:
             now = time.time()
             marks = ",".join("?" * len(retain)) or "''"
             conn.executemany(
-                f"UPDATE messages SET state = 1, done_at = ? WHERE id = ? AND topic IN ({marks})",
+                f"UPDATE messages SET state = 1, leased = 0, done_at = ? WHERE id = ? AND topic IN ({marks})",
                 [(now, i, *retain) for i in ids],
             )
             conn.executemany(
@@ -259,7 +266,7 @@ class SqliteQueue:
         def op(conn: sqlite3.Connection) -> None:
             when = time.time() + delay_s
             conn.executemany(
-                "UPDATE messages SET visible_at = ? WHERE id = ? AND state = 0",
+                "UPDATE messages SET visible_at = ?, leased = 0 WHERE id = ? AND state = 0",
                 [(when, i) for i in ids],
             )
 
@@ -272,7 +279,7 @@ class SqliteQueue:
         def op(conn: sqlite3.Connection) -> None:
             now = time.time()
             conn.executemany(
-                "UPDATE messages SET state = 2, done_at = ?, error = ? WHERE id = ?",
+                "UPDATE messages SET state = 2, leased = 0, done_at = ?, error = ? WHERE id = ?",
                 [(now, error[:4000], i) for i in ids],
             )
 
