@@ -14,8 +14,6 @@ background thread sends them in batches, and anything dropped is counted
 (``client.stats``).
 """
 
-from __future__ import annotations
-
 from ._client import Untrace, flush, get_client, init, shutdown, trace
 from ._config import Config
 from ._context import current_span as _current_span

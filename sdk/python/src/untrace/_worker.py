@@ -67,16 +67,18 @@ class BatchWorker:
             return self._progress.wait_for(lambda: self.done >= target, timeout)
 
     def stop(self, timeout: float) -> bool:
-        """Send what is queued until ``timeout``, then stop; True when nothing was left."""
+        """Send what is queued until ``timeout``, then stop; True when nothing had to be
+        abandoned for lack of time."""
         thread = self._thread
         target = self._queue.put_count
+        abandoned = self._stats["dropped.shutdown"]
         self._deadline = time.monotonic() + timeout
         self._stop.set()
         self._queue.wakeup.set()
         if thread is None or not thread.is_alive():
             return len(self._queue) == 0
         thread.join(timeout + 0.5)
-        return self.done >= target
+        return self.done >= target and self._stats["dropped.shutdown"] == abandoned
 
     # -- the loop --------------------------------------------------------------------
 
@@ -172,10 +174,10 @@ class BatchWorker:
                 self._drop(result.reason, len(batch), result.detail)
                 return
             attempt += 1
-            self._stats["retries"] += 1
             if attempt > cfg.max_retries:
                 self._drop("retries_exhausted", len(batch), result.reason)
                 return
+            self._stats["retries"] += 1
             delay = min(cfg.max_backoff, cfg.initial_backoff * 2 ** (attempt - 1))
             delay *= random.uniform(0.5, 1.0)
             if result.retry_after is not None:
