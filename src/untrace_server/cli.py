@@ -29,7 +29,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys in the local store."
 dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(dlq_app, name="dlq")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 240)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory")]
