@@ -39,6 +39,7 @@ from untrace_server.pipeline.build import build_pipelines
 from untrace_server.pipeline.worker import TraceWorker
 from untrace_server.queue import open_queue
 from untrace_server.queue.base import Queue
+from untrace_server.receivers import build_receivers
 
 __all__ = ["Components", "build_app"]
 
@@ -183,10 +184,18 @@ def build_app(settings: Settings, components: Components | None = None) -> Starl
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     routes.extend(NativeReceiver(c.sink, c.auth, settings.ingest).routes())
+    receivers = build_receivers(c)
+    for receiver in receivers:
+        routes.extend(receiver.routes())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with _run(c):
+        async with _run(c), contextlib.AsyncExitStack() as stack:
+            for receiver in receivers:
+                if hasattr(receiver, "start"):
+                    await receiver.start()
+                if hasattr(receiver, "shutdown"):
+                    stack.push_async_callback(receiver.shutdown)
             yield
 
     app = Starlette(

@@ -18,6 +18,8 @@ import yaml
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from untrace_server.errors import ConfigError
+from untrace_server.ingest.config import ReceiversConfig
+from untrace_server.proxy.config import CustomerProxyConfig, ProxyConfig
 
 __all__ = [
     "CustomerConfig",
@@ -87,6 +89,7 @@ class DestinationSpec(_Section):
 class CustomerConfig(_Section):
     destinations: list[DestinationSpec] = pydantic.Field(default_factory=list)
     routing: dict[str, Any] = pydantic.Field(default_factory=dict)
+    proxy: CustomerProxyConfig = pydantic.Field(default_factory=CustomerProxyConfig)
 
     @pydantic.model_validator(mode="after")
     def _check_ids(self) -> CustomerConfig:
@@ -119,6 +122,10 @@ class Settings(BaseSettings):
     ingest: IngestConfig = pydantic.Field(default_factory=IngestConfig)
     delivery: DeliveryConfig = pydantic.Field(default_factory=DeliveryConfig)
     worker: WorkerConfig = pydantic.Field(default_factory=WorkerConfig)
+    openai_base_url: str = "https://api.openai.com/v1"
+    anthropic_base_url: str = "https://api.anthropic.com/v1"
+    proxy: ProxyConfig = pydantic.Field(default_factory=ProxyConfig)
+    receivers: ReceiversConfig = pydantic.Field(default_factory=ReceiversConfig)
     customers: dict[str, CustomerConfig] = pydantic.Field(default_factory=dict)
 
     @classmethod
