@@ -195,7 +195,7 @@ class Span:
             "name": self.name,
             "kind": self.kind,
             "startTime": self.start_time,
-            "endTime": self.start_time + round(elapsed_ms),
+            "endTime": max(self.start_time, time.time_ns() // 1_000_000),
             "request": self.request,
             "response": self.response,
             "metadata": self.metadata,

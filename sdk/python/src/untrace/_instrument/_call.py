@@ -9,6 +9,7 @@ change what the caller's LLM call returns or raises.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
@@ -114,7 +115,7 @@ class LLMCall:
             "id": new_id(),
             "parentId": self.parent_id,
             "startTime": self.start_ms,
-            "endTime": self.start_ms + round(latency),
+            "endTime": max(self.start_ms, time.time_ns() // 1_000_000),
             "provider": self.provider.name,
             "model": model or self.model,
             "name": f"{self.provider.name}.chat",
@@ -160,7 +161,27 @@ class LLMCall:
             stream._iterator = self._traced_async(inner, state)
         else:
             stream._iterator = self._traced(inner, state)
-        # a stream dropped without being read still produces its trace
+        # closed before the end (or dropped and collected): still one trace, with what
+        # arrived so far
+        close = stream.close
+        if inspect.iscoroutinefunction(close):
+
+            async def aclose() -> None:
+                try:
+                    await close()
+                finally:
+                    self._end_stream(state, None)
+
+            stream.close = aclose
+        else:
+
+            def sclose() -> None:
+                try:
+                    close()
+                finally:
+                    self._end_stream(state, None)
+
+            stream.close = sclose
         weakref.finalize(stream, self._end_stream, state, None)
 
     def _end_stream(self, state: StreamState, error: BaseException | None) -> None:
