@@ -1,0 +1,182 @@
+"""PII and secret detectors: a cheap gate, a linear regex, and a check where one exists
+(Luhn for cards, mod-97 for IBANs, the address parser for IPv6).
+
+What they deliberately leave alone: order numbers and other bare digit runs (a phone
+number needs ``+``/``00`` and a country code, or the ``(555) 123-4567`` shape; a card
+needs a card-network prefix and a valid Luhn sum), timestamps and dates, version
+strings (``1.2.3``, ``v1.2.3.4``), UUIDs and hex hashes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["DETECTORS", "Detector", "iban_valid", "luhn_valid"]
+
+
+@dataclass(frozen=True)
+class Detector:
+    name: str
+    label: str
+    regex: re.Pattern[str]
+    gate: Callable[[str], bool]
+    validate: Callable[[str], bool] | None = None
+    group: int = 0
+
+
+def luhn_valid(number: str) -> bool:
+    digits = [int(c) for c in number if c.isdigit()]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+_CARD_PREFIX = re.compile(
+    r"4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|3[068]|35|6(?:011|5|4[4-9]|2)"
+)
+
+
+def _card_valid(text: str) -> bool:
+    digits = "".join(c for c in text if c.isdigit())
+    return 13 <= len(digits) <= 19 and bool(_CARD_PREFIX.match(digits)) and luhn_valid(digits)
+
+
+def iban_valid(text: str) -> bool:
+    iban = text.replace(" ", "").upper()
+    if not 15 <= len(iban) <= 34:
+        return False
+    moved = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def _phone_valid(text: str) -> bool:
+    return 8 <= sum(c.isdigit() for c in text) <= 15
+
+
+def _ipv6_valid(text: str) -> bool:
+    if not any(c.isalnum() and c != "0" for c in text):
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _has_digits(n: int) -> Callable[[str], bool]:
+    def gate(text: str) -> bool:
+        count = 0
+        for c in "0123456789":
+            count += text.count(c)
+            if count >= n:
+                return True
+        return False
+
+    return gate
+
+
+def _any_of(*needles: str) -> Callable[[str], bool]:
+    return lambda text: any(n in text for n in needles)
+
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+
+DETECTORS: tuple[Detector, ...] = (
+    Detector(
+        "secrets",
+        "SECRET",
+        re.compile(r"(?<![\w-])sk-[A-Za-z0-9_-]{20,}"),
+        _any_of("sk-"),
+    ),
+    Detector(
+        "secrets",
+        "SECRET",
+        re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
+        _any_of("AKIA", "ASIA", "ABIA", "ACCA"),
+    ),
+    Detector(
+        "secrets",
+        "SECRET",
+        re.compile(
+            r"(?i:aws_?secret_?access_?key)[\"']?\s{0,5}[:=]\s{0,5}[\"']?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
+        ),
+        _any_of("ecret", "ECRET"),
+        group=1,
+    ),
+    Detector(
+        "secrets",
+        "SECRET",
+        re.compile(r"(?<![\w])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"),
+        _any_of("gh", "github_pat_"),
+    ),
+    Detector(
+        "secrets",
+        "SECRET",
+        re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+        _any_of("eyJ"),
+    ),
+    Detector(
+        "secrets",
+        "SECRET",
+        re.compile(r"(?i:bearer)\s{1,5}([A-Za-z0-9._~+/-]{16,}=*)"),
+        _any_of("earer", "EARER"),
+        group=1,
+    ),
+    Detector(
+        "email",
+        "EMAIL",
+        re.compile(
+            r"(?<![\w.%+-])[\w.%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}(?![\w-])"
+        ),
+        _any_of("@"),
+    ),
+    Detector(
+        "iban",
+        "IBAN",
+        re.compile(r"(?<![\w])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![\w])"),
+        _has_digits(12),
+        iban_valid,
+    ),
+    Detector(
+        "credit_card",
+        "CREDIT_CARD",
+        re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])"),
+        _has_digits(13),
+        _card_valid,
+    ),
+    Detector(
+        "ssn",
+        "SSN",
+        re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])"),
+        _has_digits(9),
+    ),
+    Detector(
+        "phone",
+        "PHONE",
+        re.compile(
+            r"(?<![\w+])(?:\+|00)[1-9]\d{0,2}(?>(?:[ .-]?\(?\d{1,4}\)?){2,6})(?![\w])"
+            r"|(?<![\w-])(?:\(\d{3}\) ?|\d{3}[.\- ])\d{3}[.\- ]\d{4}(?![\w-])"
+        ),
+        _has_digits(8),
+        _phone_valid,
+    ),
+    Detector(
+        "ip_address",
+        "IP_ADDRESS",
+        re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?![\w]|\.\d)"),
+        lambda text: text.count(".") >= 3,
+    ),
+    Detector(
+        "ip_address",
+        "IP_ADDRESS",
+        re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"),
+        lambda text: text.count(":") >= 2,
+        _ipv6_valid,
+    ),
+)
