@@ -358,3 +358,6 @@ class SlowProxy:
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self._client = client
+
+    def close(self) -> None:
+        self._client.close()
