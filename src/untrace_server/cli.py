@@ -30,6 +30,7 @@ dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(dlq_app, name="dlq")
 console = Console(width=None if sys.stdout.isatty() else 240)
+err_console = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory")]
@@ -115,8 +116,8 @@ def keys_create(
         settings,
         lambda s: s.add_key(key, customer_id=customer, scopes=wanted, name=name, expires_at=expires_at),
     )
-    console.print(f"created key {record.id} for customer {customer!r} (scopes {','.join(wanted)})",
-                  style="dim", highlight=False)
+    err_console.print(f"created key {record.id} for customer {customer!r} "
+                      f"(scopes {','.join(wanted)}); it is shown only once:", highlight=False)
     print(key)
 
 
