@@ -137,9 +137,15 @@ class _Compiler:
                 self.ns["_resolve"] = resolve
                 self.lines.append(f"    {name} = _resolve({current}, {tail})")
                 return name
+            cls = path.containers[i] if i < len(path.containers) else None
             if step.kind == "key" and current == "t":  # the Trace itself: a plain attribute
                 attr = struct_attr(Trace, str(step.arg))
                 self.lines.append(f"    {name} = t.{attr}")
+            elif step.kind == "key" and cls is not None:  # a struct field, or None
+                attr = struct_attr(cls, str(step.arg))
+                self.lines.append(
+                    f"    {name} = {current}.{attr} if {current} is not None else None"
+                )
             elif step.kind == "key":
                 k = self.const(step.arg)
                 self.lines.append(

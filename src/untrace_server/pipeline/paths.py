@@ -54,6 +54,7 @@ class Step:
 class Path:
     text: str
     steps: tuple[Step, ...]
+    containers: tuple[type | None, ...] = ()  # struct class each step reads, when static
 
     @property
     def wildcard(self) -> bool:
@@ -87,9 +88,13 @@ def _unwrap(tp: Any) -> Any:
     return Any
 
 
-def _check_static(text: str, steps: tuple[Step, ...]) -> None:
+def _check_static(text: str, steps: tuple[Step, ...]) -> list[type | None]:
+    """Refuse steps the Trace's shape cannot have; answer, per step, the struct class the
+    step reads from when that is known statically (None otherwise)."""
     tp: Any = Trace
+    containers: list[type | None] = []
     for step in steps:
+        containers.append(tp if isinstance(tp, type) and issubclass(tp, msgspec.Struct) else None)
         origin = typing.get_origin(tp)
         if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
             if step.kind == "key":
@@ -116,6 +121,7 @@ def _check_static(text: str, steps: tuple[Step, ...]) -> None:
             tp = _unwrap(typing.get_args(tp)[1])
         else:
             tp = Any
+    return containers
 
 
 def parse(text: str, *, check: bool = True) -> Path:
@@ -140,13 +146,12 @@ def parse(text: str, *, check: bool = True) -> Path:
         pos = m.end()
     if not steps:
         raise ConfigError(f"JSONPath {text!r} designates the whole trace, not a field")
-    if check:
-        _check_static(text, tuple(steps))
+    containers = _check_static(text, tuple(steps)) if check else []
     if steps[0].kind == "key":  # the trace's own fields by their wire (camelCase) name
         attr = struct_attr(Trace, str(steps[0].arg))
         if attr is not None:
             steps[0] = Step("key", _wire_names()[attr])
-    return Path(text, tuple(steps))
+    return Path(text, tuple(steps), tuple(containers))
 
 
 @cache

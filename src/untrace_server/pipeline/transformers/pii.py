@@ -26,7 +26,11 @@ from untrace_server.pipeline.transformers.base import (
     map_strings,
     parse_paths,
 )
-from untrace_server.pipeline.transformers.pii_detectors import DETECTORS, Detector
+from untrace_server.pipeline.transformers.pii_detectors import (
+    DETECTORS,
+    Detector,
+    candidate_windows,
+)
 
 __all__ = ["PiiRedactor", "find_pii"]
 
@@ -34,13 +38,21 @@ __all__ = ["PiiRedactor", "find_pii"]
 def find_pii(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> list[tuple[int, int, str]]:
     """(start, end, label) of every finding, earlier detectors winning overlaps."""
     spans: list[tuple[int, int, int, str]] = []
+    windows: list[tuple[int, str]] | None = None
     for rank, det in enumerate(detectors):
-        if not det.gate(text):
+        if det.numeric:
+            if windows is None:
+                windows = candidate_windows(text)
+            chunks = windows
+        elif det.gate(text):
+            chunks = [(0, text)]
+        else:
             continue
-        for m in det.regex.finditer(text):
-            start, end = m.span(det.group)
-            if det.validate is None or det.validate(text[start:end]):
-                spans.append((start, rank, end, det.label))
+        for offset, chunk in chunks:
+            for m in det.regex.finditer(chunk):
+                start, end = m.span(det.group)
+                if det.validate is None or det.validate(chunk[start:end]):
+                    spans.append((offset + start, rank, offset + end, det.label))
     if not spans:
         return []
     spans.sort()

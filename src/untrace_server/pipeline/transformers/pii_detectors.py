@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["DETECTORS", "Detector", "iban_valid", "luhn_valid"]
+__all__ = ["DETECTORS", "Detector", "candidate_windows", "iban_valid", "luhn_valid"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Detector:
     gate: Callable[[str], bool]
     validate: Callable[[str], bool] | None = None
     group: int = 0
+    numeric: bool = False  # run only inside digit runs found by one shared pass
 
 
 def luhn_valid(number: str) -> bool:
@@ -69,16 +70,31 @@ def _ipv6_valid(text: str) -> bool:
     return True
 
 
-def _has_digits(n: int) -> Callable[[str], bool]:
-    def gate(text: str) -> bool:
-        count = 0
-        for c in "0123456789":
-            count += text.count(c)
-            if count >= n:
-                return True
-        return False
+def _numeric(_text: str) -> bool:
+    return True
 
-    return gate
+
+# One pass finds the runs of digits and separators every numeric detector needs; they then
+# run on a small window around each run (extended left over an IBAN's letters and a
+# leading '+' or '('), not over the whole text.
+CANDIDATE = re.compile(r"\d[\d .()/-]{5,}\d")
+_IBAN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ")
+
+
+def candidate_windows(text: str) -> list[tuple[int, str]]:
+    """(offset, window) around every digit run long enough to hold a numeric finding."""
+    windows: list[tuple[int, str]] = []
+    last_end = 0
+    for m in CANDIDATE.finditer(text):
+        start, end = m.span()
+        ws = start
+        while ws > last_end and start - ws < 34 and text[ws - 1] in _IBAN_CHARS:
+            ws -= 1
+        ws = max(ws - 2, 0)
+        end = min(end + 2, len(text))
+        windows.append((ws, text[ws:end]))
+        last_end = m.end()
+    return windows
 
 
 def _any_of(*needles: str) -> Callable[[str], bool]:
@@ -140,21 +156,24 @@ DETECTORS: tuple[Detector, ...] = (
         "iban",
         "IBAN",
         re.compile(r"(?<![\w])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![\w])"),
-        _has_digits(12),
+        _numeric,
         iban_valid,
+        numeric=True,
     ),
     Detector(
         "credit_card",
         "CREDIT_CARD",
         re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])"),
-        _has_digits(13),
+        _numeric,
         _card_valid,
+        numeric=True,
     ),
     Detector(
         "ssn",
         "SSN",
         re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])"),
-        _has_digits(9),
+        _numeric,
+        numeric=True,
     ),
     Detector(
         "phone",
@@ -163,20 +182,22 @@ DETECTORS: tuple[Detector, ...] = (
             r"(?<![\w+])(?:\+|00)[1-9]\d{0,2}(?>(?:[ .-]?\(?\d{1,4}\)?){2,6})(?![\w])"
             r"|(?<![\w-])(?:\(\d{3}\) ?|\d{3}[.\- ])\d{3}[.\- ]\d{4}(?![\w-])"
         ),
-        _has_digits(8),
+        _numeric,
         _phone_valid,
+        numeric=True,
     ),
     Detector(
         "ip_address",
         "IP_ADDRESS",
         re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?![\w]|\.\d)"),
-        lambda text: text.count(".") >= 3,
+        _numeric,
+        numeric=True,
     ),
     Detector(
         "ip_address",
         "IP_ADDRESS",
         re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"),
-        lambda text: text.count(":") >= 2,
+        lambda text: "::" in text or text.count(":") >= 7,
         _ipv6_valid,
     ),
 )
