@@ -272,3 +272,22 @@ async def test_works_inside_asyncio_without_touching_the_loop(collector: Collect
     for i in range(5):
         assert traces[f"inner{i}"]["parentId"] == traces[f"task{i}"]["id"]
         assert traces[f"inner{i}"]["sessionId"] == f"s{i}"
+
+
+def test_any_httpx_transport_can_stand_in_for_the_server() -> None:
+    import gzip
+    import json
+
+    import httpx
+
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.extend(json.loads(gzip.decompress(request.content))["traces"])
+        return httpx.Response(202, json={"accepted": 1})
+
+    client = Untrace("k", base_url="http://untrace.test", transport=httpx.MockTransport(handler))
+    client.trace({"name": "mocked"})
+    assert client.flush(5)
+    assert [t["name"] for t in seen] == ["mocked"]
+    client.shutdown(1)
