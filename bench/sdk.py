@@ -21,12 +21,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sdk" / "python" / "tests"))
 
-import openai  # noqa: E402
-from sdk_fakes import Collector, MockLLM, serving  # noqa: E402
+import openai
+from sdk_fakes import Collector, MockLLM, serving
 
-import untrace  # noqa: E402
-from untrace._instrument import _PROVIDERS  # noqa: E402
-from untrace._instrument._call import LLMCall  # noqa: E402
+import untrace
+from untrace._instrument import _PROVIDERS
+from untrace._instrument._call import LLMCall
 
 EVENT = {
     "name": "chat",
