@@ -33,6 +33,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._open_for = reset_timeout_s
+        self._retry_after = 0.0
 
     @property
     def state(self) -> BreakerState:
@@ -52,10 +53,14 @@ class CircuitBreaker:
     def record_success(self) -> None:
         self._state = BreakerState.CLOSED
         self._failures = 0
+        self._retry_after = 0.0
 
     def record_failure(self, retry_after: float | None = None) -> None:
+        """Count a retryable failure; the longest Retry-After of the streak sets how long
+        the breaker stays open (never shorter than the reset timeout)."""
         self._failures += 1
+        self._retry_after = max(self._retry_after, retry_after or 0.0)
         if self._state is BreakerState.HALF_OPEN or self._failures >= self.failure_threshold:
             self._state = BreakerState.OPEN
             self._opened_at = self._clock()
-            self._open_for = max(self.reset_timeout_s, retry_after or 0.0)
+            self._open_for = max(self.reset_timeout_s, self._retry_after)
