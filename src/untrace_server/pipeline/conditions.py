@@ -126,7 +126,10 @@ class _Compiler:
         key: tuple[Any, ...] = ()
         current = "t"
         for i, step in enumerate(path.steps):
-            key = (*key, step)
+            # a wildcard's variable holds the whole rest of the path: key it by all of it
+            key = path.steps if step.kind == "wild" else (*key, step)
+            if key in self.vars and step.kind == "wild":
+                return self.vars[key]
             if key in self.vars:
                 current = self.vars[key]
                 continue
