@@ -127,7 +127,8 @@ class Untrace:
         """``untrace.observe`` bound to this client."""
         from ._observe import observe
 
-        return observe(func, client=self, **kwargs) if func else observe(client=self, **kwargs)
+        decorate = observe(client=self, **kwargs)
+        return decorate(func) if func is not None else decorate
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -93,8 +93,10 @@ class Span:
         self.name = name
         self.kind = kind
         self.id = id or new_id()
-        self.parent_id = parent_id or (parent.id if parent is not None else None)
-        self.session_id = session_id or (parent.session_id if parent is not None else None)
+        self.parent_id: str | None = parent_id or (parent.id if parent is not None else None)
+        self.session_id: str | None = session_id or (
+            parent.session_id if parent is not None else None
+        )
         self.model = model
         self.provider = provider
         self.request: dict[str, Any] = {}
