@@ -1,4 +1,5 @@
-"""The control-plane store: customers and API keys (SQLAlchemy 2 async; SQLite by
+"""The control-plane store: customers, API keys, managed destinations and versioned
+routing documents (SQLAlchemy 2 async; SQLite by
 default, PostgreSQL with ``UNTRACE_DATABASE_URL=postgresql://…``)."""
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ import json
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -14,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from untrace_server.control.keys import ApiKey, hash_key, key_prefix
 from untrace_server.errors import ConfigError
 
-__all__ = ["ControlStore", "async_url"]
+__all__ = ["ControlStore", "RoutingVersion", "StoredDestination", "async_url"]
 
 metadata = sa.MetaData()
 
@@ -42,6 +45,41 @@ api_keys = sa.Table(
 )
 
 
+destinations = sa.Table(
+    "destinations",
+    metadata,
+    sa.Column("customer_id", sa.String(64), sa.ForeignKey("customers.id"), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("config", sa.Text, nullable=False),  # JSON (secrets encrypted by issue 8)
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+routing_versions = sa.Table(
+    "routing_versions",
+    metadata,
+    sa.Column("customer_id", sa.String(64), sa.ForeignKey("customers.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),  # JSON routing document (DESIGN §7)
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False, default=""),
+    sa.Column("comment", sa.String(500), nullable=False, default=""),
+)
+
+# One row per customer and kind ("destinations", "routing"): bumped on every change, so
+# every node notices a change with one cheap query.
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+
 def async_url(url: str) -> str:
     """Map a plain database URL to its async driver."""
     if url.startswith("sqlite:///"):
@@ -52,6 +90,27 @@ def async_url(url: str) -> str:
     if "+" in url.split("://", 1)[0]:
         return url
     raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///… or postgresql://…")
+
+
+@dataclass(frozen=True)
+class StoredDestination:
+    customer_id: str
+    id: str
+    type: str
+    config: dict[str, Any]
+    enabled: bool
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class RoutingVersion:
+    customer_id: str
+    version: int
+    document: dict[str, Any]
+    created_at: float
+    created_by: str
+    comment: str
 
 
 def _row_to_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
@@ -103,9 +162,13 @@ class ControlStore:
 
     async def ensure_customer(self, customer_id: str) -> None:
         async with self.engine.begin() as conn:
-            found = await conn.scalar(sa.select(customers.c.id).where(customers.c.id == customer_id))
+            found = await conn.scalar(
+                sa.select(customers.c.id).where(customers.c.id == customer_id)
+            )
             if found is None:
-                await conn.execute(customers.insert().values(id=customer_id, created_at=time.time()))
+                await conn.execute(
+                    customers.insert().values(id=customer_id, created_at=time.time())
+                )
 
     async def add_key(
         self,
@@ -164,6 +227,161 @@ class ControlStore:
         async with self.engine.begin() as conn:
             result = await conn.execute(query.values(revoked_at=time.time()))
         return bool(result.rowcount)
+
+    # -- managed destinations and routing versions ---------------------------------
+
+    async def _changed(self, conn: Any, customer_id: str, kind: str) -> None:
+        await conn.execute(
+            changes.insert().values(customer_id=customer_id, kind=kind, at=time.time())
+        )
+
+    async def change_seq(self) -> int:
+        """A number that grows whenever a destination or routing document changes."""
+        async with self.engine.connect() as conn:
+            return int(
+                await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(changes.c.seq), 0)))
+            )
+
+    async def list_destinations(self, customer_id: str | None = None) -> list[StoredDestination]:
+        query = sa.select(destinations).order_by(destinations.c.customer_id, destinations.c.id)
+        if customer_id is not None:
+            query = query.where(destinations.c.customer_id == customer_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            StoredDestination(
+                r.customer_id,
+                r.id,
+                r.type,
+                json.loads(r.config),
+                r.enabled,
+                r.created_at,
+                r.updated_at,
+            )
+            for r in rows
+        ]
+
+    async def get_destination(
+        self, customer_id: str, destination_id: str
+    ) -> StoredDestination | None:
+        found = [d for d in await self.list_destinations(customer_id) if d.id == destination_id]
+        return found[0] if found else None
+
+    async def put_destination(
+        self,
+        customer_id: str,
+        destination_id: str,
+        type_: str,
+        config: dict[str, Any],
+        enabled: bool = True,
+    ) -> tuple[StoredDestination, bool]:
+        """Create or replace; returns (destination, created)."""
+        await self.ensure_customer(customer_id)
+        now = time.time()
+        key = (destinations.c.customer_id == customer_id) & (destinations.c.id == destination_id)
+        async with self.engine.begin() as conn:
+            existing = (await conn.execute(sa.select(destinations.c.created_at).where(key))).first()
+            values = {
+                "type": type_,
+                "config": json.dumps(config),
+                "enabled": enabled,
+                "updated_at": now,
+            }
+            if existing is None:
+                await conn.execute(
+                    destinations.insert().values(
+                        customer_id=customer_id, id=destination_id, created_at=now, **values
+                    )
+                )
+            else:
+                await conn.execute(destinations.update().where(key).values(**values))
+            await self._changed(conn, customer_id, "destinations")
+        created_at = now if existing is None else existing[0]
+        return (
+            StoredDestination(customer_id, destination_id, type_, config, enabled, created_at, now),
+            existing is None,
+        )
+
+    async def delete_destination(self, customer_id: str, destination_id: str) -> bool:
+        key = (destinations.c.customer_id == customer_id) & (destinations.c.id == destination_id)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(destinations.delete().where(key))
+            if result.rowcount:
+                await self._changed(conn, customer_id, "destinations")
+        return bool(result.rowcount)
+
+    async def put_routing(
+        self, customer_id: str, document: dict[str, Any], created_by: str = "", comment: str = ""
+    ) -> int:
+        """Store a new version of a customer's routing document; returns its number."""
+        await self.ensure_customer(customer_id)
+        async with self.engine.begin() as conn:
+            current = await conn.scalar(
+                sa.select(sa.func.coalesce(sa.func.max(routing_versions.c.version), 0)).where(
+                    routing_versions.c.customer_id == customer_id
+                )
+            )
+            version = int(current) + 1
+            await conn.execute(
+                routing_versions.insert().values(
+                    customer_id=customer_id,
+                    version=version,
+                    document=json.dumps(document),
+                    created_at=time.time(),
+                    created_by=created_by,
+                    comment=comment,
+                )
+            )
+            await self._changed(conn, customer_id, "routing")
+        return version
+
+    async def routing_history(self, customer_id: str) -> list[RoutingVersion]:
+        query = (
+            sa.select(routing_versions)
+            .where(routing_versions.c.customer_id == customer_id)
+            .order_by(routing_versions.c.version.desc())
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            RoutingVersion(
+                r.customer_id,
+                r.version,
+                json.loads(r.document),
+                r.created_at,
+                r.created_by,
+                r.comment,
+            )
+            for r in rows
+        ]
+
+    async def latest_routing(self) -> dict[str, RoutingVersion]:
+        """The newest routing version of every customer that has one."""
+        newest = (
+            sa.select(
+                routing_versions.c.customer_id, sa.func.max(routing_versions.c.version).label("v")
+            )
+            .group_by(routing_versions.c.customer_id)
+            .subquery()
+        )
+        query = sa.select(routing_versions).join(
+            newest,
+            (routing_versions.c.customer_id == newest.c.customer_id)
+            & (routing_versions.c.version == newest.c.v),
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {
+            r.customer_id: RoutingVersion(
+                r.customer_id,
+                r.version,
+                json.loads(r.document),
+                r.created_at,
+                r.created_by,
+                r.comment,
+            )
+            for r in rows
+        }
 
     async def touch_keys(self, used: dict[str, float]) -> None:
         """Write last-used times lazily, in one statement per flush."""
