@@ -1,4 +1,4 @@
-"""The condition compiler: a rule × trace table over every operator and nesting, and a
+"""The condition compiler: a rule-by-trace table over every operator and nesting, and a
 property test against a straightforward reference interpretation."""
 
 from __future__ import annotations

@@ -61,7 +61,8 @@ def _phone_valid(text: str) -> bool:
 
 
 def _ipv6_valid(text: str) -> bool:
-    if not any(c.isalnum() and c != "0" for c in text):
+    # some digit other than 0: '::' and 'a::b' (C++, Rust, Ruby) are not addresses here
+    if not any(c in "123456789" for c in text):
         return False
     try:
         ipaddress.IPv6Address(text)
