@@ -85,6 +85,8 @@ PLAIN = (
     "Summarise the following support ticket in three bullet points and suggest a reply. "
     "The customer reports that order 123456789 arrived late on 2024-03-15 and the box "
     "was damaged; version 2.14.1 of the app crashed when they opened the tracking page. "
+    "They have been a customer since 2019, ordered 14 times this year and ask whether the "
+    "refund can go back to the original payment method within 5-7 business days. "
 )
 
 
