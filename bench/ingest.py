@@ -35,7 +35,7 @@ from tests.support.server import ADMIN_KEY, free_port  # noqa: E402
 
 UNTRACE = str(Path(sys.executable).parent / "untrace")
 
-SINK = r'''
+SINK = r"""
 import sys, uvicorn
 count = 0
 async def app(scope, receive, send):
@@ -57,28 +57,50 @@ async def app(scope, receive, send):
                 "headers": [(b"content-length", str(len(out)).encode())]})
     await send({"type": "http.response.body", "body": out})
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
-'''
+"""
 
 
 def make_body(batch: int) -> bytes:
     now = int(time.time() * 1000)
     traces = []
     for i in range(batch):
-        traces.append({
-            "startTime": now - 900, "endTime": now, "provider": "openai", "model": "gpt-4o-mini",
-            "request": {"messages": [
-                {"role": "system", "content": "You are a helpful assistant for a travel site."},
-                {"role": "user", "content": f"Find me three hotels near the old town, request {i}. "
-                 "I would like breakfast included and a quiet room facing the courtyard."}],
-                "parameters": {"temperature": 0.3, "max_tokens": 512}},
-            "response": {"content": "Here are three hotels near the old town with breakfast: "
-                         "Hotel Aurora, Casa Verde and the Courtyard Inn. All offer quiet rooms.",
-                         "usage": {"prompt_tokens": 58, "completion_tokens": 41, "total_tokens": 99},
-                         "finish_reason": "stop"},
-            "metadata": {"applicationId": "travel-bot", "environment": "bench", "version": "1.4.2",
-                         "tags": {"team": "search", "tier": "gold"}, "userId": f"user-{i % 97}"},
-            "metrics": {"latency_ms": 900, "time_to_first_token_ms": 210},
-        })
+        traces.append(
+            {
+                "startTime": now - 900,
+                "endTime": now,
+                "provider": "openai",
+                "model": "gpt-4o-mini",
+                "request": {
+                    "messages": [
+                        {
+                            "role": "system",
+                            "content": "You are a helpful assistant for a travel site.",
+                        },
+                        {
+                            "role": "user",
+                            "content": f"Find me three hotels near the old town, request {i}. "
+                            "I would like breakfast included and a quiet room facing the"
+                            " courtyard.",
+                        },
+                    ],
+                    "parameters": {"temperature": 0.3, "max_tokens": 512},
+                },
+                "response": {
+                    "content": "Here are three hotels near the old town with breakfast: "
+                    "Hotel Aurora, Casa Verde and the Courtyard Inn. All offer quiet rooms.",
+                    "usage": {"prompt_tokens": 58, "completion_tokens": 41, "total_tokens": 99},
+                    "finish_reason": "stop",
+                },
+                "metadata": {
+                    "applicationId": "travel-bot",
+                    "environment": "bench",
+                    "version": "1.4.2",
+                    "tags": {"team": "search", "tier": "gold"},
+                    "userId": f"user-{i % 97}",
+                },
+                "metrics": {"latency_ms": 900, "time_to_first_token_ms": 210},
+            }
+        )
     return json.dumps({"traces": traces}).encode()
 
 
@@ -92,7 +114,9 @@ def rss_peak_kb(pid: int) -> int:
     return 0
 
 
-async def load(url: str, body: bytes, seconds: float, concurrency: int, batch: int) -> dict[str, float]:
+async def load(
+    url: str, body: bytes, seconds: float, concurrency: int, batch: int
+) -> dict[str, float]:
     latencies: list[float] = []
     accepted = 0
     errors = 0
@@ -126,16 +150,30 @@ async def load(url: str, body: bytes, seconds: float, concurrency: int, batch: i
     }
 
 
-def start_server(workdir: Path, config: dict, env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    workdir: Path, config: dict, env_extra: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "untrace.yaml").write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNTRACE_")}
-    env.update({"UNTRACE_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY, "UNTRACE_LOG_LEVEL": "warning", **env_extra})
+    env.update(
+        {"UNTRACE_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY, "UNTRACE_LOG_LEVEL": "warning", **env_extra}
+    )
     proc = subprocess.Popen(
-        [UNTRACE, "serve", "--config", str(workdir / "untrace.yaml"), "--port", str(port),
-         "--data-dir", str(workdir / "data")], env=env,
-        stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"),  # noqa: SIM115
+        [
+            UNTRACE,
+            "serve",
+            "--config",
+            str(workdir / "untrace.yaml"),
+            "--port",
+            str(port),
+            "--data-dir",
+            str(workdir / "data"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "server.log", "wb"),  # noqa: SIM115
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -163,31 +201,53 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     args = parser.parse_args()
     body = make_body(args.batch)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"load: {args.batch} traces/request ({len(body) // args.batch} bytes/trace), "
-          f"concurrency {args.concurrency}, {args.seconds:.0f}s per run")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(
+        f"load: {args.batch} traces/request ({len(body) // args.batch} bytes/trace), "
+        f"concurrency {args.concurrency}, {args.seconds:.0f}s per run"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="untrace-bench-"))
 
-    proc, url = start_server(tmp / "baseline", {}, {"UNTRACE_QUEUE__URL": "memory://", "UNTRACE_ROLE": "api"})
-    base = asyncio.run(load(url + "/api/v1/traces", body, args.seconds, args.concurrency, args.batch))
+    proc, url = start_server(
+        tmp / "baseline", {}, {"UNTRACE_QUEUE__URL": "memory://", "UNTRACE_ROLE": "api"}
+    )
+    base = asyncio.run(
+        load(url + "/api/v1/traces", body, args.seconds, args.concurrency, args.batch)
+    )
     base_rss = rss_peak_kb(proc.pid)
     stop(proc)
 
     proc, url = start_server(tmp / "durable-api", {}, {"UNTRACE_ROLE": "api"})
-    api_only = asyncio.run(load(url + "/api/v1/traces", body, args.seconds, args.concurrency, args.batch))
+    api_only = asyncio.run(
+        load(url + "/api/v1/traces", body, args.seconds, args.concurrency, args.batch)
+    )
     api_rss = rss_peak_kb(proc.pid)
     stop(proc)
 
     sink_port = free_port()
     sink = subprocess.Popen([sys.executable, "-c", SINK, str(sink_port)])
-    config = {"customers": {"default": {
-        "destinations": [{"id": "sink", "type": "webhook",
-                          "config": {"url": f"http://127.0.0.1:{sink_port}/hook"}}],
-        "routing": {"defaultDestinations": ["sink"]}}},
-        "delivery": {"max_batch": 500}}
+    config = {
+        "customers": {
+            "default": {
+                "destinations": [
+                    {
+                        "id": "sink",
+                        "type": "webhook",
+                        "config": {"url": f"http://127.0.0.1:{sink_port}/hook"},
+                    }
+                ],
+                "routing": {"defaultDestinations": ["sink"]},
+            }
+        },
+        "delivery": {"max_batch": 500},
+    }
     proc, url = start_server(tmp / "durable", config, {})
     started = time.perf_counter()
-    durable = asyncio.run(load(url + "/api/v1/traces", body, args.seconds, args.concurrency, args.batch))
+    durable = asyncio.run(
+        load(url + "/api/v1/traces", body, args.seconds, args.concurrency, args.batch)
+    )
     delivered = 0
     while delivered < durable["accepted"] and time.perf_counter() - started < args.seconds * 20:
         time.sleep(0.2)
@@ -201,19 +261,28 @@ def main() -> None:
     print()
     print("| run | traces/s accepted (202) | p50 ms | p99 ms | errors | peak RSS MiB |")
     print("|---|---|---|---|---|---|")
-    for name, r, rss in (("baseline: memory queue, no persistence (role api)", base, base_rss),
-                         ("durable, ingest only: SQLite WAL, synchronous=FULL (role api)",
-                          api_only, api_rss),
-                         ("durable + worker + delivery in the same process (role all)",
-                          durable, durable_rss)):
-        print(f"| {name} | {r['traces_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-              f"{r['errors']:.0f} | {rss / 1024:.0f} |")
+    for name, r, rss in (
+        ("baseline: memory queue, no persistence (role api)", base, base_rss),
+        ("durable, ingest only: SQLite WAL, synchronous=FULL (role api)", api_only, api_rss),
+        ("durable + worker + delivery in the same process (role all)", durable, durable_rss),
+    ):
+        print(
+            f"| {name} | {r['traces_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['errors']:.0f} | {rss / 1024:.0f} |"
+        )
     print()
-    print(f"durable ingest / baseline throughput: {api_only['traces_per_s'] / base['traces_per_s']:.2f}")
-    print(f"full process / baseline throughput: {durable['traces_per_s'] / base['traces_per_s']:.2f}")
-    print(f"end to end: {delivered:,} of {durable['accepted']:,.0f} accepted traces delivered to the "
-          f"webhook sink in {e2e_elapsed:.1f}s from the first request: "
-          f"{delivered / e2e_elapsed:,.0f} traces/s")
+    print(
+        "durable ingest / baseline throughput: "
+        f"{api_only['traces_per_s'] / base['traces_per_s']:.2f}"
+    )
+    print(
+        f"full process / baseline throughput: {durable['traces_per_s'] / base['traces_per_s']:.2f}"
+    )
+    print(
+        f"end to end: {delivered:,} of {durable['accepted']:,.0f} accepted traces delivered to the "
+        f"webhook sink in {e2e_elapsed:.1f}s from the first request: "
+        f"{delivered / e2e_elapsed:,.0f} traces/s"
+    )
 
 
 if __name__ == "__main__":

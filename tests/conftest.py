@@ -31,7 +31,9 @@ def sink_factory() -> Iterator[Callable[..., WebhookSink]]:
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     servers: list[ServerProcess] = []
 
-    def make(config: dict[str, Any] | None = None, name: str = "server", **kw: Any) -> ServerProcess:
+    def make(
+        config: dict[str, Any] | None = None, name: str = "server", **kw: Any
+    ) -> ServerProcess:
         server = ServerProcess(tmp_path / name, config, **kw)
         servers.append(server)
         return server
@@ -47,8 +49,14 @@ def webhook_config(*sinks: tuple[str, WebhookSink], **delivery: Any) -> dict[str
         "customers": {
             "default": {
                 "destinations": [
-                    {"id": dest_id, "type": "webhook",
-                     "config": {"url": sink.url, **({"secret": sink.secret} if sink.secret else {})}}
+                    {
+                        "id": dest_id,
+                        "type": "webhook",
+                        "config": {
+                            "url": sink.url,
+                            **({"secret": sink.secret} if sink.secret else {}),
+                        },
+                    }
                     for dest_id, sink in sinks
                 ],
                 "routing": {"defaultDestinations": [dest_id for dest_id, _ in sinks]},

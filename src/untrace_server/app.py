@@ -28,14 +28,12 @@ from untrace_server.config import Settings
 from untrace_server.control.auth import Authenticator
 from untrace_server.control.keys import load_server_secret
 from untrace_server.control.store import ControlStore
-from untrace_server.delivery.manager import DeliveryManager, build_destinations
-from untrace_server.destinations.base import Destination
+from untrace_server.control.topology import Topology
+from untrace_server.delivery.manager import DeliveryManager, build_destination
 from untrace_server.errors import UntraceError
 from untrace_server.ingest.base import TraceSink
 from untrace_server.ingest.native import NativeReceiver
 from untrace_server.observability import metrics
-from untrace_server.pipeline.base import Pipeline
-from untrace_server.pipeline.build import build_pipelines
 from untrace_server.pipeline.worker import TraceWorker
 from untrace_server.queue import open_queue
 from untrace_server.queue.base import Queue
@@ -56,8 +54,7 @@ class Components:
     queue: Queue
     auth: Authenticator
     sink: TraceSink
-    destinations: dict[tuple[str, str], Destination]
-    pipelines: dict[str, Pipeline]
+    topology: Topology
     delivery: DeliveryManager | None = None
     worker: TraceWorker | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -74,16 +71,17 @@ def build_components(settings: Settings) -> Components:
         budget_bytes=settings.queue.budget_bytes,
         retention_s=settings.queue.retention_days * 86400,
     )
-    destinations = build_destinations(settings) if settings.role != "api" else {}
-    pipelines = build_pipelines(settings)
+    for customer_id, customer in settings.customers.items():
+        for spec in customer.destinations:  # validate every file-declared destination now
+            build_destination(customer_id, spec, str(settings.data_dir))
+    topology = Topology(settings, store)
     return Components(
         settings=settings,
         store=store,
         queue=queue,
         auth=Authenticator(store),
         sink=TraceSink(queue),
-        destinations=destinations,
-        pipelines=pipelines,
+        topology=topology,
     )
 
 
@@ -120,36 +118,49 @@ async def _run(c: Components) -> AsyncIterator[None]:
         stack.push_async_callback(c.store.close)
         if settings.bootstrap_admin_key:
             await c.store.add_key(
-                settings.bootstrap_admin_key, customer_id="default",
-                scopes=("admin",), name="bootstrap",
+                settings.bootstrap_admin_key,
+                customer_id="default",
+                scopes=("admin",),
+                name="bootstrap",
             )
         await c.queue.start()
         stack.push_async_callback(c.queue.close)
         if settings.role in ("all", "worker"):
-            c.delivery = DeliveryManager(c.queue, settings.delivery)
-            stack.push_async_callback(c.delivery.stop, settings.shutdown_grace_s)
-            await c.delivery.start(c.destinations)
+            c.delivery = DeliveryManager(
+                c.queue, settings.delivery, str(settings.data_dir), settings.shutdown_grace_s
+            )
+            stack.push_async_callback(c.delivery.stop)
+            c.topology.delivery = c.delivery
+        await c.topology.refresh(force=True)
+        watcher = asyncio.create_task(c.topology.watch(), name="topology")
+        stack.push_async_callback(_cancel, watcher)
+        if settings.role in ("all", "worker"):
             c.worker = TraceWorker(
-                c.queue, c.pipelines.get,
-                batch=settings.worker.batch, visibility_s=settings.worker.visibility_s,
+                c.queue,
+                c.topology.pipeline,
+                batch=settings.worker.batch,
+                visibility_s=settings.worker.visibility_s,
             )
             worker_task = asyncio.create_task(c.worker.run(), name="worker")
-            stack.push_async_callback(_stop_worker, c.worker, worker_task, settings.shutdown_grace_s)
+            stack.push_async_callback(
+                _stop_worker, c.worker, worker_task, settings.shutdown_grace_s
+            )
         upkeep = asyncio.create_task(_upkeep(c), name="upkeep")
         stack.push_async_callback(_cancel, upkeep)
         log.info(
             "untrace %s ready: role=%s, %d destinations, data in %s",
-            __version__, settings.role, len(c.destinations), settings.data_dir,
+            __version__,
+            settings.role,
+            len(c.topology.destination_specs()),
+            settings.data_dir,
         )
         yield
 
 
 async def _stop_worker(worker: TraceWorker, task: asyncio.Task[None], grace_s: float) -> None:
     worker.stop()
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(task, grace_s)
-    except TimeoutError:
-        pass
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from untrace_server.cli_rules import rules_app
 from untrace_server.config import Settings, load_settings, parse_duration
 from untrace_server.control.keys import SCOPES, generate_key, load_server_secret
 from untrace_server.control.store import ControlStore
@@ -29,6 +30,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys in the local store."
 dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(rules_app, name="rules")
 console = Console(width=None if sys.stdout.isatty() else 240)
 err_console = Console(stderr=True)
 
@@ -36,7 +38,7 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML con
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory")]
 
 
-def _settings(config: Path | None, data_dir: Path | None, **kw: Any) -> Settings:
+def load_cli_settings(config: Path | None, data_dir: Path | None, **kw: Any) -> Settings:
     try:
         return load_settings(config, data_dir=data_dir, **kw)
     except ConfigError as exc:
@@ -58,7 +60,7 @@ def serve(
     from untrace_server.app import build_app
     from untrace_server.observability.logging import configure_logging
 
-    settings = _settings(config, data_dir, host=host, port=port, role=role)
+    settings = load_cli_settings(config, data_dir, host=host, port=port, role=role)
     configure_logging(settings.log_level, settings.log_json)
     try:
         application = build_app(settings)
@@ -110,14 +112,19 @@ def keys_create(
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    settings = _settings(config, data_dir)
+    settings = load_cli_settings(config, data_dir)
     key = generate_key()
     record = _run_store(
         settings,
-        lambda s: s.add_key(key, customer_id=customer, scopes=wanted, name=name, expires_at=expires_at),
+        lambda s: s.add_key(
+            key, customer_id=customer, scopes=wanted, name=name, expires_at=expires_at
+        ),
     )
-    err_console.print(f"created key {record.id} for customer {customer!r} "
-                      f"(scopes {','.join(wanted)}); it is shown only once:", highlight=False)
+    err_console.print(
+        f"created key {record.id} for customer {customer!r} "
+        f"(scopes {','.join(wanted)}); it is shown only once:",
+        highlight=False,
+    )
     print(key)
 
 
@@ -128,20 +135,27 @@ def keys_list(
     data_dir: DataDirOpt = None,
 ) -> None:
     """List keys (prefix, customer, scopes, expiry) — never the keys themselves."""
-    settings = _settings(config, data_dir)
+    settings = load_cli_settings(config, data_dir)
     found = _run_store(settings, lambda s: s.list_keys(customer))
     table = Table("id", "prefix", "customer", "scopes", "created", "expires", "revoked")
     for k in found:
         fmt = lambda t: time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) if t else "-"  # noqa: E731
-        table.add_row(k.id, k.prefix, k.customer_id, ",".join(sorted(k.scopes)),
-                      fmt(k.created_at), fmt(k.expires_at), fmt(k.revoked_at))
+        table.add_row(
+            k.id,
+            k.prefix,
+            k.customer_id,
+            ",".join(sorted(k.scopes)),
+            fmt(k.created_at),
+            fmt(k.expires_at),
+            fmt(k.revoked_at),
+        )
     console.print(table)
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Revoke a key by its id."""
-    settings = _settings(config, data_dir)
+    settings = load_cli_settings(config, data_dir)
     if not _run_store(settings, lambda s: s.revoke_key(key_id)):
         console.print(f"[red]no active key {key_id}[/red]")
         raise typer.Exit(1)
@@ -182,12 +196,18 @@ def dlq_list(
     data_dir: DataDirOpt = None,
 ) -> None:
     """List dead letters with their last error."""
-    settings = _settings(config, data_dir)
+    settings = load_cli_settings(config, data_dir)
     letters = _run_queue(settings, lambda q: q.list_dead(_topic(destination), limit))
     table = Table("id", "destination", "trace id", "attempts", "dead at", "error")
     for d in letters:
-        table.add_row(str(d.id), d.topic.removeprefix(DELIVERY_PREFIX), d.key, str(d.attempts),
-                      time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.dead_at)), d.error[:120])
+        table.add_row(
+            str(d.id),
+            d.topic.removeprefix(DELIVERY_PREFIX),
+            d.key,
+            str(d.attempts),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.dead_at)),
+            d.error[:120],
+        )
     console.print(table)
     console.print(f"{len(letters)} dead letters", style="dim")
 
@@ -195,12 +215,14 @@ def dlq_list(
 @dlq_app.command("replay")
 def dlq_replay(
     destination: Annotated[str | None, typer.Option(help="customer/destination")] = None,
-    id: Annotated[list[int] | None, typer.Option("--id", help="dead letter id (repeatable)")] = None,
+    id: Annotated[
+        list[int] | None, typer.Option("--id", help="dead letter id (repeatable)")
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Make dead letters deliverable again (a running server picks them up)."""
-    settings = _settings(config, data_dir)
+    settings = load_cli_settings(config, data_dir)
     count = _run_queue(settings, lambda q: q.replay_dead(_topic(destination), id or None))
     console.print(f"replayed {count} dead letters")
 

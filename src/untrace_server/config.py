@@ -108,6 +108,7 @@ class Settings(BaseSettings):
         env_prefix="UNTRACE_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
     )
 
+    config_file: str | None = None  # set by load_settings: the YAML file, for hot reload
     host: str = "127.0.0.1"
     port: int = pydantic.Field(8080, ge=0, le=65535)
     data_dir: Path = Path(".untrace")
@@ -125,6 +126,8 @@ class Settings(BaseSettings):
     openai_base_url: str = "https://api.openai.com/v1"
     anthropic_base_url: str = "https://api.anthropic.com/v1"
     proxy: ProxyConfig = pydantic.Field(default_factory=ProxyConfig)
+    # model → {input, output, cached_input} USD per 1M tokens, over the bundled table
+    pricing: dict[str, Any] = pydantic.Field(default_factory=dict)
     receivers: ReceiversConfig = pydantic.Field(default_factory=ReceiversConfig)
     customers: dict[str, CustomerConfig] = pydantic.Field(default_factory=dict)
 
@@ -169,6 +172,7 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
     }
     # the file is the weakest source: drop keys the environment sets, let flags win
     init = {k: v for k, v in file_values.items() if k not in env_keys}
+    init["config_file"] = str(path) if path else None
     init.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings(**init)

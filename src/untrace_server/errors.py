@@ -1,20 +1,20 @@
 """Untrace's errors, grouped by what the caller can do about them.
 
-    UntraceError
-    ├── ConfigError                 bad configuration: startup exits 2 with one line
-    ├── IngestError                 the request is refused; nothing was written
-    │   ├── InvalidPayload          400 malformed / 415 content type / 422 schema
-    │   ├── Unauthorized            401 no, unknown or expired key
-    │   ├── Forbidden               403 key lacks the scope
-    │   ├── PayloadTooLarge         413
-    │   └── RateLimited             429 + Retry-After
-    ├── QueueError
-    │   ├── QueueFull               disk budget reached → 503 + Retry-After
-    │   └── QueueUnavailable        the queue cannot be used → 503
-    └── DeliveryError               raised by Destination.send_batch
-        ├── RetryableError          try again later (optionally after retry_after s)
-        ├── PermanentError          will never succeed as sent → dead-letter queue
-        └── PartialDeliveryError    some items failed: ``failed`` maps index → error
+UntraceError
+├── ConfigError                 bad configuration: startup exits 2 with one line
+├── IngestError                 the request is refused; nothing was written
+│   ├── InvalidPayload          400 malformed / 415 content type / 422 schema
+│   ├── Unauthorized            401 no, unknown or expired key
+│   ├── Forbidden               403 key lacks the scope
+│   ├── PayloadTooLarge         413
+│   └── RateLimited             429 + Retry-After
+├── QueueError
+│   ├── QueueFull               disk budget reached → 503 + Retry-After
+│   └── QueueUnavailable        the queue cannot be used → 503
+└── DeliveryError               raised by Destination.send_batch
+    ├── RetryableError          try again later (optionally after retry_after s)
+    ├── PermanentError          will never succeed as sent → dead-letter queue
+    └── PartialDeliveryError    some items failed: ``failed`` maps index → error
 """
 
 from __future__ import annotations

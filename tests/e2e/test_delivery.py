@@ -3,13 +3,13 @@ SQLite, local webhook sinks as destinations."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-
 from tests.conftest import webhook_config
 from tests.support.server import ServerProcess, free_port, make_trace, wait_until
 from tests.support.sink import Behaviour, WebhookSink
@@ -18,12 +18,16 @@ ServerFactory = Callable[..., ServerProcess]
 SinkFactory = Callable[..., WebhookSink]
 
 
-def test_thousand_traces_arrive_exactly_once(server_factory: ServerFactory, sink_factory: SinkFactory) -> None:
+def test_thousand_traces_arrive_exactly_once(
+    server_factory: ServerFactory, sink_factory: SinkFactory
+) -> None:
     sink = sink_factory(secret="s3cr3t")
     server = server_factory(webhook_config(("hook", sink))).start()
     sent: list[str] = []
     for batch in range(10):
-        traces = [make_trace(batch * 100 + i, metadata={"customerId": "mallory"}) for i in range(100)]
+        traces = [
+            make_trace(batch * 100 + i, metadata={"customerId": "mallory"}) for i in range(100)
+        ]
         response = server.post_traces(traces)
         assert response.status_code == 202, response.text
         body = response.json()
@@ -41,11 +45,19 @@ def test_thousand_traces_arrive_exactly_once(server_factory: ServerFactory, sink
     assert {t["metadata"]["customerId"] for t in delivered} == {"default"}
     assert delivered[0]["request"]["messages"][0]["role"] == "user"
     metrics = httpx.get(server.url + "/metrics").text
-    assert 'untrace_traces_processed_total{customer_id="default",destination="hook",status="delivered"} 1000.0' in metrics
-    assert 'untrace_api_requests_total{endpoint="/api/v1/traces",method="POST",status="202"} 10.0' in metrics
+    assert (
+        'untrace_traces_processed_total{customer_id="default",destination="hook",status="delivered"} 1000.0'
+        in metrics
+    )
+    assert (
+        'untrace_api_requests_total{endpoint="/api/v1/traces",method="POST",status="202"} 10.0'
+        in metrics
+    )
 
 
-def test_kill_9_loses_no_accepted_trace(server_factory: ServerFactory, sink_factory: SinkFactory) -> None:
+def test_kill_9_loses_no_accepted_trace(
+    server_factory: ServerFactory, sink_factory: SinkFactory
+) -> None:
     sink = sink_factory(behaviour=Behaviour(delay_s=0.3))
     server = server_factory(webhook_config(("hook", sink), max_batch=20)).start()
     accepted: list[str] = []
@@ -58,8 +70,11 @@ def test_kill_9_loses_no_accepted_trace(server_factory: ServerFactory, sink_fact
                 traces = [make_trace(n + i) for i in range(25)]
                 n += 25
                 try:
-                    r = http.post(server.url + "/api/v1/traces", json={"traces": traces},
-                                  headers=server.headers())
+                    r = http.post(
+                        server.url + "/api/v1/traces",
+                        json={"traces": traces},
+                        headers=server.headers(),
+                    )
                 except httpx.HTTPError:
                     continue
                 if r.status_code == 202:
@@ -87,21 +102,30 @@ def test_kill_9_loses_no_accepted_trace(server_factory: ServerFactory, sink_fact
         restarted.stop()
     counts = sink.id_counts()
     duplicates = sum(c - 1 for c in counts.values() if c > 1)
-    print(f"\nkill -9: {len(accepted)} accepted, {delivered_before} delivered before the kill, "
-          f"all delivered after restart; {duplicates} duplicate deliveries")
+    print(
+        f"\nkill -9: {len(accepted)} accepted, {delivered_before} delivered before the kill, "
+        f"all delivered after restart; {duplicates} duplicate deliveries"
+    )
 
 
-def test_server_errors_are_retried_with_backoff(server_factory: ServerFactory, sink_factory: SinkFactory) -> None:
+def test_server_errors_are_retried_with_backoff(
+    server_factory: ServerFactory, sink_factory: SinkFactory
+) -> None:
     sink = sink_factory(behaviour=Behaviour(status=500))
-    config = webhook_config(("hook", sink), backoff_initial_s=0.25, backoff_multiplier=2.0,
-                            jitter=0.0, breaker_failures=100)
+    config = webhook_config(
+        ("hook", sink),
+        backoff_initial_s=0.25,
+        backoff_multiplier=2.0,
+        jitter=0.0,
+        breaker_failures=100,
+    )
     server = server_factory(config).start()
     assert server.post_traces([make_trace(1)]).status_code == 202
     assert wait_until(lambda: len(sink.attempts) >= 4, 10)
     sink.behaviour = Behaviour(status=200)
     assert wait_until(lambda: sink.ids() == ["t-1"], 10)
     failures = [t for t, status in sink.attempts if status == 500]
-    gaps = [b - a for a, b in zip(failures, failures[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(failures)]
     # 0.25 s doubling: each gap at least the schedule, and growing
     for i, gap in enumerate(gaps[:3]):
         assert gap >= 0.25 * 2**i * 0.95, gaps
@@ -121,7 +145,9 @@ def test_retry_after_is_honoured(server_factory: ServerFactory, sink_factory: Si
     assert second - first >= 2.95, second - first
 
 
-def test_bad_request_goes_to_dlq_and_replays(server_factory: ServerFactory, sink_factory: SinkFactory) -> None:
+def test_bad_request_goes_to_dlq_and_replays(
+    server_factory: ServerFactory, sink_factory: SinkFactory
+) -> None:
     sink = sink_factory(behaviour=Behaviour(status=400))
     server = server_factory(webhook_config(("hook", sink))).start()
     assert server.post_traces([make_trace(1), make_trace(2)]).status_code == 202
@@ -140,13 +166,16 @@ def test_bad_request_goes_to_dlq_and_replays(server_factory: ServerFactory, sink
     assert "0 dead letters" in server.cli("dlq", "list").stdout
 
 
-def test_broken_destination_does_not_delay_another(server_factory: ServerFactory, sink_factory: SinkFactory) -> None:
+def test_broken_destination_does_not_delay_another(
+    server_factory: ServerFactory, sink_factory: SinkFactory
+) -> None:
     slow = sink_factory(behaviour=Behaviour(delay_s=5.0))
     fast = sink_factory()
     down_url = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
     config = webhook_config(("slow", slow), ("fast", fast))
     config["customers"]["default"]["destinations"].append(
-        {"id": "down", "type": "webhook", "config": {"url": down_url}})
+        {"id": "down", "type": "webhook", "config": {"url": down_url}}
+    )
     config["customers"]["default"]["routing"]["defaultDestinations"].append("down")
     server = server_factory(config).start()
     for round_ in range(3):
@@ -157,10 +186,13 @@ def test_broken_destination_does_not_delay_another(server_factory: ServerFactory
     assert slow.ids() == []  # still stuck in its first slow request
 
 
-def test_restart_while_destination_down_loses_nothing(server_factory: ServerFactory, sink_factory: SinkFactory) -> None:
+def test_restart_while_destination_down_loses_nothing(
+    server_factory: ServerFactory, sink_factory: SinkFactory
+) -> None:
     sink = sink_factory(behaviour=Behaviour(status=503))
-    config = webhook_config(("hook", sink), backoff_initial_s=0.2, backoff_max_s=1.0,
-                            breaker_reset_s=1.0)
+    config = webhook_config(
+        ("hook", sink), backoff_initial_s=0.2, backoff_max_s=1.0, breaker_reset_s=1.0
+    )
     server = server_factory(config).start()
     for batch in range(3):
         r = server.post_traces([make_trace(batch * 50 + i) for i in range(50)])
@@ -180,8 +212,9 @@ def test_sigterm_under_load_exits_in_grace_and_keeps_everything(
     server_factory: ServerFactory, sink_factory: SinkFactory
 ) -> None:
     sink = sink_factory(behaviour=Behaviour(delay_s=0.2))
-    server = server_factory(webhook_config(("hook", sink), max_batch=10),
-                            env={"UNTRACE_SHUTDOWN_GRACE_S": "3"}).start()
+    server = server_factory(
+        webhook_config(("hook", sink), max_batch=10), env={"UNTRACE_SHUTDOWN_GRACE_S": "3"}
+    ).start()
     accepted: list[str] = []
     stop = threading.Event()
 
@@ -190,9 +223,11 @@ def test_sigterm_under_load_exits_in_grace_and_keeps_everything(
         with httpx.Client(timeout=5.0) as http:
             while not stop.is_set():
                 try:
-                    r = http.post(server.url + "/api/v1/traces",
-                                  json={"traces": [make_trace(n + i) for i in range(20)]},
-                                  headers=server.headers())
+                    r = http.post(
+                        server.url + "/api/v1/traces",
+                        json={"traces": [make_trace(n + i) for i in range(20)]},
+                        headers=server.headers(),
+                    )
                 except httpx.HTTPError:
                     break
                 n += 20
@@ -219,8 +254,9 @@ def test_queue_budget_full_answers_503_with_retry_after(
     server_factory: ServerFactory, sink_factory: SinkFactory
 ) -> None:
     sink = sink_factory(behaviour=Behaviour(status=503))
-    server = server_factory(webhook_config(("hook", sink)),
-                            env={"UNTRACE_QUEUE__BUDGET_BYTES": "400000"}).start()
+    server = server_factory(
+        webhook_config(("hook", sink)), env={"UNTRACE_QUEUE__BUDGET_BYTES": "400000"}
+    ).start()
     statuses: list[int] = []
     last: Any = None
     for batch in range(40):

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from tests.conftest import webhook_config
 from tests.support.server import ServerProcess, make_trace, wait_until
 from tests.support.sink import WebhookSink
@@ -25,15 +24,20 @@ URL = "/api/v1/traces"
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, WebhookSink]]:
     sink = WebhookSink()
     config = webhook_config(("hook", sink))
-    config["ingest"] = {"max_body_bytes": 200_000, "max_trace_bytes": 50_000,
-                        "max_traces_per_request": 50}
+    config["ingest"] = {
+        "max_body_bytes": 200_000,
+        "max_trace_bytes": 50_000,
+        "max_traces_per_request": 50,
+    }
     server = ServerProcess(tmp_path_factory.mktemp("ingest"), config).start()
     yield server, sink
     server.stop()
     sink.close()
 
 
-def post(server: ServerProcess, content: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+def post(
+    server: ServerProcess, content: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
     hdrs = server.headers() if headers is None else headers
     return httpx.post(server.url + URL, content=content, headers=hdrs, timeout=10)
 
@@ -53,17 +57,26 @@ BAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "body", "headers", "status", "type_"), BAD_CASES,
-                         ids=[c[0] for c in BAD_CASES])
-def test_malformed_bodies(env: tuple[ServerProcess, WebhookSink], name: str, body: bytes,
-                          headers: Any, status: int, type_: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "body", "headers", "status", "type_"), BAD_CASES, ids=[c[0] for c in BAD_CASES]
+)
+def test_malformed_bodies(
+    env: tuple[ServerProcess, WebhookSink],
+    name: str,
+    body: bytes,
+    headers: Any,
+    status: int,
+    type_: str,
+) -> None:
     server, _ = env
     response = post(server, body)
     assert response.status_code == status
     assert error_of(response)["type"] == type_
 
 
-def test_batch_with_invalid_items_is_rejected_whole_with_details(env: tuple[ServerProcess, WebhookSink]) -> None:
+def test_batch_with_invalid_items_is_rejected_whole_with_details(
+    env: tuple[ServerProcess, WebhookSink],
+) -> None:
     server, _ = env
     good = make_trace(1, id="never-1")
     wrong_type = make_trace(2, id="never-2", startTime="yesterday")
@@ -116,25 +129,33 @@ def test_content_type_and_encoding(env: tuple[ServerProcess, WebhookSink]) -> No
     ],
     ids=["no key", "unknown key", "wrong scheme"],
 )
-def test_auth_failures(env: tuple[ServerProcess, WebhookSink], headers: dict[str, str], status: int) -> None:
+def test_auth_failures(
+    env: tuple[ServerProcess, WebhookSink], headers: dict[str, str], status: int
+) -> None:
     server, _ = env
-    r = post(server, json.dumps(make_trace(1, id="never-auth")).encode(),
-             {"Content-Type": "application/json", **headers})
+    r = post(
+        server,
+        json.dumps(make_trace(1, id="never-auth")).encode(),
+        {"Content-Type": "application/json", **headers},
+    )
     assert r.status_code == status
     assert error_of(r)["type"] == "unauthorized"
 
 
 def test_cli_keys_expiry_and_scopes(env: tuple[ServerProcess, WebhookSink]) -> None:
     server, _ = env
-    made = server.cli("keys", "create", "--customer", "default", "--scopes", "ingest",
-                      "--expires-in", "2s")
+    made = server.cli(
+        "keys", "create", "--customer", "default", "--scopes", "ingest", "--expires-in", "2s"
+    )
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip().splitlines()[-1]
     assert key.startswith("utk_")
     body = json.dumps(make_trace(1, id="via-cli-key")).encode()
     assert post(server, body, server.headers(key)).status_code == 202
     time.sleep(2.1)
-    expired = post(server, json.dumps(make_trace(1, id="never-expired")).encode(), server.headers(key))
+    expired = post(
+        server, json.dumps(make_trace(1, id="never-expired")).encode(), server.headers(key)
+    )
     assert expired.status_code == 401 and "expired" in error_of(expired)["message"]
 
     read_only = server.cli("keys", "create", "--customer", "default", "--scopes", "read")

@@ -67,9 +67,21 @@ class ServerProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed when the process ends
         log = self._log
         self.proc = subprocess.Popen(
-            [UNTRACE, "serve", "--config", str(self.config_path), "--host", "127.0.0.1",
-             "--port", str(self.port), "--data-dir", str(self.data_dir)],
-            env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            [
+                UNTRACE,
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -122,14 +134,19 @@ class ServerProcess:
 
     def post_traces(self, traces: list[dict[str, Any]], key: str | None = None) -> httpx.Response:
         return httpx.post(
-            self.url + "/api/v1/traces", json={"traces": traces}, headers=self.headers(key),
+            self.url + "/api/v1/traces",
+            json={"traces": traces},
+            headers=self.headers(key),
             timeout=30.0,
         )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [UNTRACE, *args, "--config", str(self.config_path), "--data-dir", str(self.data_dir)],
-            env=self.env(), capture_output=True, text=True, timeout=60,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
 
@@ -141,10 +158,14 @@ def make_trace(i: int, **extra: Any) -> dict[str, Any]:
         "endTime": now,
         "provider": "openai",
         "model": "gpt-4o-mini",
-        "request": {"messages": [{"role": "user", "content": f"question {i}"}],
-                    "parameters": {"temperature": 0.2}},
-        "response": {"content": f"answer {i}",
-                     "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}},
+        "request": {
+            "messages": [{"role": "user", "content": f"question {i}"}],
+            "parameters": {"temperature": 0.2},
+        },
+        "response": {
+            "content": f"answer {i}",
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        },
         "metadata": {"environment": "test", "tags": {"suite": "e2e"}},
         "metrics": {"latency_ms": 120},
     }

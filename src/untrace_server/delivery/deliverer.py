@@ -205,14 +205,24 @@ class Deliverer:
             await self.queue.nack(ids, delay)
             due = time.monotonic() + delay
             self._next_retry = min(self._next_retry, due) if self._next_retry else due
-            metrics.TRACES_PROCESSED.labels(self.customer_id, self.destination_id, "retried").inc(len(ids))
-        log.warning("destination %s: %d traces will be retried: %s", self.label, len(messages), error)
+            metrics.TRACES_PROCESSED.labels(self.customer_id, self.destination_id, "retried").inc(
+                len(ids)
+            )
+        log.warning(
+            "destination %s: %d traces will be retried: %s", self.label, len(messages), error
+        )
 
     async def _dead(self, messages: Sequence[Message], error: str) -> None:
         await self.queue.dead([m.id for m in messages], error)
-        metrics.TRACES_PROCESSED.labels(self.customer_id, self.destination_id, "dead").inc(len(messages))
-        log.error("destination %s: %d traces moved to the dead-letter queue: %s",
-                  self.label, len(messages), error)
+        metrics.TRACES_PROCESSED.labels(self.customer_id, self.destination_id, "dead").inc(
+            len(messages)
+        )
+        log.error(
+            "destination %s: %d traces moved to the dead-letter queue: %s",
+            self.label,
+            len(messages),
+            error,
+        )
 
 
 def _describe(exc: BaseException) -> str:

@@ -52,7 +52,7 @@ def parse_traces(body: bytes, config: IngestConfig) -> list[model.Trace]:
         top = _object_decoder.decode(body)
     except msgspec.ValidationError:
         raise InvalidPayload(
-            "body must be a JSON object: a Trace or {\"traces\": [...]}", status=422
+            'body must be a JSON object: a Trace or {"traces": [...]}', status=422
         ) from None
     except msgspec.DecodeError as exc:
         raise InvalidPayload(f"malformed JSON: {exc}") from None
@@ -62,7 +62,8 @@ def parse_traces(body: bytes, config: IngestConfig) -> list[model.Trace]:
             raws: Sequence[msgspec.Raw] = _list_decoder.decode(top["traces"])
         except msgspec.ValidationError:
             raise InvalidPayload(
-                "'traces' must be an array", status=422,
+                "'traces' must be an array",
+                status=422,
                 details=[{"field": "traces", "problem": "must be an array"}],
             ) from None
         if not raws:
@@ -81,7 +82,11 @@ def parse_traces(body: bytes, config: IngestConfig) -> list[model.Trace]:
         where = index if batch else None
         if len(raw) > config.max_trace_bytes:
             too_large.append(
-                {"index": index, "field": "$", "problem": f"trace exceeds {config.max_trace_bytes} bytes"}
+                {
+                    "index": index,
+                    "field": "$",
+                    "problem": f"trace exceeds {config.max_trace_bytes} bytes",
+                }
             )
             continue
         try:

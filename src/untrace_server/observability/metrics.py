@@ -72,7 +72,9 @@ QUEUE_DEPTH = Gauge(
     "untrace_queue_depth", "Messages not yet acked, per topic", ["topic"], registry=REGISTRY
 )
 DEAD_LETTERS = Gauge(
-    "untrace_dead_letters", "Dead letters waiting for replay, per topic", ["topic"],
+    "untrace_dead_letters",
+    "Dead letters waiting for replay, per topic",
+    ["topic"],
     registry=REGISTRY,
 )
 QUEUE_BYTES = Gauge("untrace_queue_bytes", "Bytes used by the queue", registry=REGISTRY)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["DeadLetter", "Message", "Queue", "QueueStats", "TRACES_TOPIC", "delivery_topic"]
+__all__ = ["TRACES_TOPIC", "DeadLetter", "Message", "Queue", "QueueStats", "delivery_topic"]
 
 TRACES_TOPIC = "traces"
 DELIVERY_PREFIX = "deliver."
@@ -81,9 +81,7 @@ class Queue(Protocol):
 
     async def list_dead(self, topic: str | None = None, limit: int = 100) -> list[DeadLetter]: ...
 
-    async def replay_dead(
-        self, topic: str | None = None, ids: Sequence[int] | None = None
-    ) -> int:
+    async def replay_dead(self, topic: str | None = None, ids: Sequence[int] | None = None) -> int:
         """Make dead letters deliverable again (attempts reset); returns how many."""
         ...
 

@@ -76,7 +76,9 @@ class MemoryQueue:
             if row.topic == topic and row.state == 0 and row.visible_at <= now:
                 row.visible_at = now + visibility_s
                 row.attempts += 1
-                out.append(Message(row.id, topic, row.payload, row.attempts, row.created_at, row.key))
+                out.append(
+                    Message(row.id, topic, row.payload, row.attempts, row.created_at, row.key)
+                )
         return out
 
     async def ack(self, ids: Sequence[int]) -> None:
@@ -111,13 +113,13 @@ class MemoryQueue:
             r for r in self._rows.values() if r.state == 2 and (topic is None or r.topic == topic)
         ]
         return [
-            DeadLetter(r.id, r.topic, r.key, r.payload, r.attempts, r.error, r.created_at, r.done_at)
+            DeadLetter(
+                r.id, r.topic, r.key, r.payload, r.attempts, r.error, r.created_at, r.done_at
+            )
             for r in rows[:limit]
         ]
 
-    async def replay_dead(
-        self, topic: str | None = None, ids: Sequence[int] | None = None
-    ) -> int:
+    async def replay_dead(self, topic: str | None = None, ids: Sequence[int] | None = None) -> int:
         count = 0
         wanted = set(ids) if ids is not None else None
         for row in self._rows.values():

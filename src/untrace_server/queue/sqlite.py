@@ -74,9 +74,9 @@ class SqliteQueue:
         self.budget_bytes = budget_bytes
         self.retention_s = retention_s
         self.retain_topics = frozenset(retain_topics)
-        self._ops: threadqueue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Future[Any]] | None] = (
-            threadqueue.SimpleQueue()
-        )
+        self._ops: threadqueue.SimpleQueue[
+            tuple[Callable[[sqlite3.Connection], Any], Future[Any]] | None
+        ] = threadqueue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._page_size = 4096
@@ -230,7 +230,8 @@ class SqliteQueue:
         def op(conn: sqlite3.Connection) -> list[Message]:
             now = time.time()
             rows = conn.execute(
-                "UPDATE messages SET visible_at = ?, attempts = attempts + 1, leased = 1 WHERE id IN ("
+                "UPDATE messages SET visible_at = ?, attempts = attempts + 1, leased = 1"
+                " WHERE id IN ("
                 " SELECT id FROM messages WHERE topic = ? AND state = 0 AND visible_at <= ?"
                 " ORDER BY id LIMIT ?) RETURNING id, key, payload, attempts, created_at",
                 (now + visibility_s, topic, now, max_items),
@@ -249,7 +250,8 @@ class SqliteQueue:
             now = time.time()
             marks = ",".join("?" * len(retain)) or "''"
             conn.executemany(
-                f"UPDATE messages SET state = 1, leased = 0, done_at = ? WHERE id = ? AND topic IN ({marks})",
+                "UPDATE messages SET state = 1, leased = 0, done_at = ?"
+                f" WHERE id = ? AND topic IN ({marks})",
                 [(now, i, *retain) for i in ids],
             )
             conn.executemany(
@@ -301,11 +303,12 @@ class SqliteQueue:
 
         return await self._call(op)
 
-    async def replay_dead(
-        self, topic: str | None = None, ids: Sequence[int] | None = None
-    ) -> int:
+    async def replay_dead(self, topic: str | None = None, ids: Sequence[int] | None = None) -> int:
         def op(conn: sqlite3.Connection) -> int:
-            sql = "UPDATE messages SET state = 0, attempts = 0, visible_at = ?, error = NULL, done_at = NULL WHERE state = 2"
+            sql = (
+                "UPDATE messages SET state = 0, attempts = 0, visible_at = ?, error = NULL,"
+                " done_at = NULL WHERE state = 2"
+            )
             args: list[Any] = [time.time()]
             if topic is not None:
                 sql += " AND topic = ?"

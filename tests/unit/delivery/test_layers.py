@@ -69,10 +69,21 @@ def test_breaker_opens_half_opens_and_closes() -> None:
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [(200, None), (204, None), (400, PermanentError), (401, PermanentError),
-     (404, PermanentError), (408, RetryableError), (425, RetryableError),
-     (429, RetryableError), (500, RetryableError), (502, RetryableError),
-     (503, RetryableError), (504, RetryableError), (507, RetryableError)],
+    [
+        (200, None),
+        (204, None),
+        (400, PermanentError),
+        (401, PermanentError),
+        (404, PermanentError),
+        (408, RetryableError),
+        (425, RetryableError),
+        (429, RetryableError),
+        (500, RetryableError),
+        (502, RetryableError),
+        (503, RetryableError),
+        (504, RetryableError),
+        (507, RetryableError),
+    ],
 )
 def test_classify_http_status(status: int, outcome: type[Exception] | None) -> None:
     if outcome is None:
@@ -115,13 +126,20 @@ class FakeDestination:
 async def setup(n: int, **limits: float) -> tuple[MemoryQueue, FakeDestination, Deliverer]:
     queue = MemoryQueue()
     await queue.start()
-    await queue.publish(TOPIC, [(f"t{i}", model.encode(model.Trace(1, 2, id=f"t{i}")))
-                                for i in range(n)])
+    await queue.publish(
+        TOPIC, [(f"t{i}", model.encode(model.Trace(1, 2, id=f"t{i}"))) for i in range(n)]
+    )
     dest = FakeDestination()
     deliverer = Deliverer(
-        queue=queue, topic=TOPIC, destination=dest, label="c/fake", customer_id="c",
-        destination_id="fake", schedule=RetrySchedule(initial_s=0.05, jitter=0, max_attempts=3),
-        breaker=CircuitBreaker(100, 1), limits=BatchLimits(**limits),  # type: ignore[arg-type]
+        queue=queue,
+        topic=TOPIC,
+        destination=dest,
+        label="c/fake",
+        customer_id="c",
+        destination_id="fake",
+        schedule=RetrySchedule(initial_s=0.05, jitter=0, max_attempts=3),
+        breaker=CircuitBreaker(100, 1),
+        limits=BatchLimits(**limits),  # type: ignore[arg-type]
     )
     return queue, dest, deliverer
 
@@ -168,8 +186,9 @@ async def test_permanent_error_goes_to_dlq_without_retry() -> None:
 
 async def test_partial_failure_acks_the_rest() -> None:
     queue, dest, deliverer = await setup(3, max_wait_s=0.0)
-    dest.fail_with = [PartialDeliveryError("1 of 3", {1: PermanentError("bad"),
-                                                       2: RetryableError("later")})]
+    dest.fail_with = [
+        PartialDeliveryError("1 of 3", {1: PermanentError("bad"), 2: RetryableError("later")})
+    ]
     await drain(queue, deliverer, 0.4)
     assert dest.batches[0] == ["t0", "t1", "t2"] and dest.batches[1] == ["t2"]
     assert [d.key for d in await queue.list_dead()] == ["t1"]
