@@ -3,30 +3,47 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import require_service
 
-from untrace_server.errors import QueueFull
+from untrace_server.errors import QueueFull, QueueUnavailable
 from untrace_server.queue.base import TRACES_TOPIC, Queue
 from untrace_server.queue.memory import MemoryQueue
+from untrace_server.queue.redis import RedisQueue
 from untrace_server.queue.sqlite import SqliteQueue
 
-BACKENDS = ["sqlite", "memory"]
+BACKENDS = ["sqlite", "memory", "redis"]
+LOCAL_BUDGET = ["sqlite", "memory"]  # Redis enforces its own maxmemory (OOM → QueueFull)
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def make(kind: str, tmp_path: Path, **kw: float) -> Queue:
     if kind == "sqlite":
         return SqliteQueue(tmp_path / "q.db", **kw)  # type: ignore[arg-type]
+    if kind == "redis":
+        return RedisQueue(REDIS_URL, prefix=f"untrace-test-{uuid.uuid4().hex[:8]}", **kw)  # type: ignore[arg-type]
     return MemoryQueue(**kw)  # type: ignore[arg-type]
+
+
+async def _cleanup(q: Queue) -> None:
+    if isinstance(q, RedisQueue) and q._redis is not None:
+        async for key in q.redis.scan_iter(match=f"{q.prefix}:*"):
+            await q.redis.delete(key)
 
 
 @pytest.fixture(params=BACKENDS)
 async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Queue]:
     q = make(request.param, tmp_path)
-    await q.start()
+    try:
+        await q.start()
+    except QueueUnavailable:
+        require_service("Redis at 127.0.0.1:6379")
     yield q
+    await _cleanup(q)
     await q.close()
 
 
@@ -97,7 +114,7 @@ async def test_replay_by_id_only_replays_that_one(queue: Queue) -> None:
 
 
 async def test_budget_full_rejects_whole_publish(tmp_path: Path) -> None:
-    for kind in BACKENDS:
+    for kind in LOCAL_BUDGET:
         q = make(kind, tmp_path / kind, budget_bytes=200_000)
         (tmp_path / kind).mkdir(exist_ok=True)
         await q.start()
@@ -113,7 +130,11 @@ async def test_budget_full_rejects_whole_publish(tmp_path: Path) -> None:
             await q.close()
 
 
-async def test_acked_traces_are_retained_then_pruned(queue: Queue) -> None:
+@pytest.mark.parametrize("kind", LOCAL_BUDGET)
+async def test_acked_traces_are_retained_then_pruned(kind: str, tmp_path: Path) -> None:
+    # Redis keeps acked traces in the stream too (trimmed by MINID), without a key index
+    queue = make(kind, tmp_path)
+    await queue.start()
     await queue.publish(TRACES_TOPIC, [("trace-1", b"payload")])
     (m,) = await queue.lease(TRACES_TOPIC, 1, 30)
     await queue.ack([m.id])
@@ -123,6 +144,7 @@ async def test_acked_traces_are_retained_then_pruned(queue: Queue) -> None:
 
     assert await queue.prune(now=time.time() + 8 * 86400) == 1  # type: ignore[attr-defined]
     assert await queue.get_retained("trace-1") is None  # type: ignore[attr-defined]
+    await queue.close()
 
 
 async def test_wait_wakes_on_publish(queue: Queue) -> None:

@@ -1,4 +1,5 @@
-"""Durable queues behind one protocol: SQLite (embedded default), in-memory (tests)."""
+"""Durable queues behind one protocol: SQLite (embedded default), Redis Streams (a
+fleet), in-memory (tests)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def open_queue(
     url: str, *, data_dir: Path, synchronous: str, budget_bytes: int, retention_s: float
 ) -> Queue:
     """Build the queue named by ``url``: ``sqlite://`` (default, in the data dir),
-    ``sqlite:///path/queue.db`` or ``memory://``."""
+    ``sqlite:///path/queue.db``, ``redis://host:6379/0`` (a fleet) or ``memory://``."""
     if url in ("", "sqlite://") or url.startswith("sqlite:///"):
         from untrace_server.queue.sqlite import SqliteQueue
 
@@ -25,8 +26,20 @@ def open_queue(
             budget_bytes=budget_bytes,
             retention_s=retention_s,
         )
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        import os
+        import socket
+
+        from untrace_server.queue.redis import RedisQueue
+
+        return RedisQueue(
+            url,
+            consumer=f"{socket.gethostname()}-{os.getpid()}",
+            retention_s=retention_s,
+            budget_bytes=budget_bytes,
+        )
     if url == "memory://":
         from untrace_server.queue.memory import MemoryQueue
 
         return MemoryQueue(budget_bytes=budget_bytes, retention_s=retention_s)
-    raise ConfigError(f"unsupported queue URL {url!r}: use sqlite:// or memory://")
+    raise ConfigError(f"unsupported queue URL {url!r}: use sqlite://, redis:// or memory://")

@@ -1,0 +1,259 @@
+"""The fleet queue on Redis Streams: one stream per topic, one consumer group shared by
+every worker, so API pods and workers scale out independently.
+
+Mapping of the Queue protocol:
+- publish → XADD in one MULTI/EXEC (fields k = key, p = payload, c = created, s = attempts
+  spent before a replay);
+- lease → XAUTOCLAIM entries idle longer than the visibility timeout (a crashed
+  consumer's work), then XREADGROUP new ones; attempts = the group's delivery counter;
+- ack → XACK (+ XDEL, except on ``traces``, which is retained and trimmed by MINID);
+- lease and nack(delay) → XCLAIM … TIME JUSTID sets when the entry becomes claimable;
+- dead → XADD to ``<prefix>:dead:<topic>`` with the error and the original id (the
+  dead letter's id), then XACK + XDEL;
+- replay_dead → XADD back to the topic, XDEL from the dead stream.
+Durability is Redis's: run it with AOF (``appendonly yes``, ``appendfsync everysec`` or
+``always``) and ``maxmemory-policy noeviction``; a write Redis refuses for memory becomes
+QueueFull (503 + Retry-After), never a silent drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+
+from untrace_server.errors import QueueFull, QueueUnavailable
+from untrace_server.queue.base import TRACES_TOPIC, DeadLetter, Message, QueueStats
+
+__all__ = ["RedisQueue"]
+
+GROUP = "untrace"
+# Every lease and nack sets an entry's last-delivery time so that it has been idle for
+# this long exactly when it should become visible again; XAUTOCLAIM uses it as min-idle.
+_HORIZON_MS = 86_400_000
+_SEP = "\x00"
+
+
+def _split(message_id: Any) -> tuple[str, str]:
+    topic, _, sid = str(message_id).partition(_SEP)
+    return topic, sid
+
+
+def _group_by_topic(ids: Sequence[Any]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for message_id in ids:
+        topic, sid = _split(message_id)
+        grouped.setdefault(topic, []).append(sid)
+    return grouped
+
+
+class RedisQueue:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "untrace",
+        consumer: str | None = None,
+        retention_s: float = 7 * 86400,
+        budget_bytes: int = 1 << 30,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.consumer = consumer or f"c-{id(self):x}"
+        self.retention_s = retention_s
+        self.budget_bytes = budget_bytes
+        self._redis: aioredis.Redis | None = None
+        self._groups: set[str] = set()
+
+    def _stream(self, topic: str) -> str:
+        return f"{self.prefix}:s:{topic}"
+
+    def _dead(self, topic: str) -> str:
+        return f"{self.prefix}:dead:{topic}"
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise QueueUnavailable("queue is not running")
+        return self._redis
+
+    async def start(self) -> None:
+        if self._redis is None:
+            self._redis = aioredis.from_url(self.url, decode_responses=False)
+            await self.ping()
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def _ensure_group(self, topic: str) -> None:
+        if topic in self._groups:
+            return
+        try:
+            await self.redis.xgroup_create(self._stream(topic), GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        await self.redis.sadd(f"{self.prefix}:topics", topic)
+        self._groups.add(topic)
+
+    async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[Any]:
+        if not items:
+            return []
+        try:
+            await self._ensure_group(topic)
+            now = str(time.time()).encode()
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for key, payload in items:
+                    pipe.xadd(self._stream(topic), {"k": key, "p": payload, "c": now, "s": 0})
+                sids = await pipe.execute()
+        except ResponseError as exc:
+            if "OOM" in str(exc):
+                raise QueueFull(f"Redis refused the write: {exc}") from None
+            raise QueueUnavailable(f"Redis error: {exc}") from None
+        except (RedisConnectionError, OSError) as exc:
+            raise QueueUnavailable(f"Redis unreachable: {exc}") from None
+        return [f"{topic}{_SEP}{sid.decode()}" for sid in sids]
+
+    async def lease(self, topic: str, max_items: int, visibility_s: float) -> list[Message]:
+        await self._ensure_group(topic)
+        stream = self._stream(topic)
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+        claimed = await self.redis.xautoclaim(
+            stream, GROUP, self.consumer, _HORIZON_MS, "0-0", count=max_items
+        )
+        entries.extend(e for e in claimed[1] if e[1])
+        if len(entries) < max_items:
+            fresh = await self.redis.xreadgroup(
+                GROUP, self.consumer, {stream: ">"}, count=max_items - len(entries)
+            )
+            for _, stream_entries in fresh or []:
+                entries.extend(stream_entries)
+        if not entries:
+            return []
+        sids = [e[0] for e in entries]
+        await self._hide_until(topic, sids, time.time() + visibility_s)
+        counters = await self._delivery_counts(stream, sids)
+        return [
+            Message(
+                id=f"{topic}{_SEP}{sid.decode()}",
+                topic=topic,
+                payload=fields[b"p"],
+                attempts=counters.get(sid, 1) + int(fields.get(b"s", b"0")),
+                created_at=float(fields[b"c"]),
+                key=fields[b"k"].decode(),
+            )
+            for sid, fields in sorted(entries, key=lambda e: _order(e[0]))
+        ]
+
+    async def _hide_until(self, topic: str, sids: Sequence[bytes | str], when: float) -> None:
+        """Make pending entries claimable again at ``when`` (Unix s): XAUTOCLAIM takes
+        entries idle for ``_HORIZON_MS``, so set their last delivery to when - horizon."""
+        at_ms = int(when * 1000) - _HORIZON_MS
+        await self.redis.xclaim(
+            self._stream(topic), GROUP, self.consumer, 0, list(sids), time=at_ms, justid=True
+        )
+
+    async def _delivery_counts(self, stream: str, sids: list[bytes]) -> dict[bytes, int]:
+        first, last = min(sids, key=_order), max(sids, key=_order)
+        pending = await self.redis.xpending_range(stream, GROUP, first, last, len(sids) * 2)
+        return {p["message_id"]: int(p["times_delivered"]) for p in pending}
+
+    async def ack(self, ids: Sequence[Any]) -> None:
+        for topic, sids in _group_by_topic(ids).items():
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self._stream(topic), GROUP, *sids)
+                if topic != TRACES_TOPIC:
+                    pipe.xdel(self._stream(topic), *sids)
+                await pipe.execute()
+
+    async def nack(self, ids: Sequence[Any], delay_s: float) -> None:
+        for topic, sids in _group_by_topic(ids).items():
+            await self._hide_until(topic, sids, time.time() + min(delay_s, _HORIZON_MS / 1000))
+
+    async def dead(self, ids: Sequence[Any], error: str) -> None:
+        now = str(time.time()).encode()
+        for topic, sids in _group_by_topic(ids).items():
+            stream = self._stream(topic)
+            counts = await self._delivery_counts(stream, [s.encode() for s in sids])
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for sid in sids:
+                    entry = await self.redis.xrange(stream, sid, sid)
+                    if not entry:
+                        continue
+                    fields = entry[0][1]
+                    attempts = counts.get(sid.encode(), 1) + int(fields.get(b"s", b"0"))
+                    pipe.xadd(self._dead(topic), {**fields, b"e": error[:4000].encode(),
+                                                  b"a": attempts, b"d": now,
+                                                  b"o": sid.encode()})  # fmt: skip
+                pipe.xack(stream, GROUP, *sids)
+                pipe.xdel(stream, *sids)
+                await pipe.execute()
+
+    async def _topics(self) -> list[str]:
+        return sorted(t.decode() for t in await self.redis.smembers(f"{self.prefix}:topics"))
+
+    async def list_dead(self, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        letters: list[DeadLetter] = []
+        for name in [topic] if topic is not None else await self._topics():
+            for sid, f in await self.redis.xrange(self._dead(name), count=limit - len(letters)):
+                letters.append(DeadLetter(
+                    id=f"{name}{_SEP}{f[b'o'].decode()}", topic=name, key=f[b"k"].decode(),
+                    payload=f[b"p"], attempts=int(f[b"a"]), error=f[b"e"].decode(),
+                    created_at=float(f[b"c"]), dead_at=float(f[b"d"]),
+                ))  # fmt: skip
+            if len(letters) >= limit:
+                break
+        return letters
+
+    async def replay_dead(self, topic: str | None = None, ids: Sequence[Any] | None = None) -> int:
+        wanted = {str(i) for i in ids} if ids is not None else None
+        count = 0
+        for name in [topic] if topic is not None else await self._topics():
+            for sid, fields in await self.redis.xrange(self._dead(name)):
+                if wanted is not None and f"{name}{_SEP}{fields[b'o'].decode()}" not in wanted:
+                    continue
+                keep = {k: v for k, v in fields.items() if k in (b"k", b"p", b"c")}
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.xadd(self._stream(name), {**keep, b"s": 0})
+                    pipe.xdel(self._dead(name), sid)
+                    await pipe.execute()
+                count += 1
+        return count
+
+    async def prune(self, now: float | None = None) -> int:
+        cutoff_ms = int(((time.time() if now is None else now) - self.retention_s) * 1000)
+        return int(await self.redis.xtrim(self._stream(TRACES_TOPIC), minid=cutoff_ms))
+
+    async def wait(self, topic: str, timeout: float) -> None:
+        await asyncio.sleep(min(timeout, 0.05))
+
+    async def stats(self) -> QueueStats:
+        pending: dict[str, int] = {}
+        dead: dict[str, int] = {}
+        for topic in await self._topics():
+            for group in await self.redis.xinfo_groups(self._stream(topic)):
+                if group["name"] == GROUP.encode():
+                    pending[topic] = int(group["pending"]) + int(group.get("lag") or 0)
+            dead_count = await self.redis.xlen(self._dead(topic))
+            if dead_count:
+                dead[topic] = dead_count
+        memory = await self.redis.info("memory")
+        return QueueStats(pending, dead, int(memory["used_memory"]), self.budget_bytes)
+
+    async def ping(self) -> None:
+        try:
+            await self.redis.ping()
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable(f"Redis unreachable at {self.url}: {exc}") from None
+
+
+def _order(sid: bytes) -> tuple[int, int]:
+    ms, _, seq = sid.partition(b"-")
+    return int(ms), int(seq or 0)
