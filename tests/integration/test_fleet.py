@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 import redis
-
 from tests.conftest import require_service, webhook_config
 from tests.support.server import ServerProcess, make_trace, wait_until
 from tests.support.sink import Behaviour, WebhookSink
