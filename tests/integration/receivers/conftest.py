@@ -76,3 +76,12 @@ def recorder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorder]:
 
 def by_meta(key: str, value: Any) -> Callable[[dict[str, Any]], bool]:
     return lambda t: t.get("metadata", {}).get(key) == value
+
+
+@pytest.fixture(scope="module")
+def mock_openai() -> Iterator[Any]:
+    from tests.integration.receivers.mock_openai import MockOpenAI
+
+    mock = MockOpenAI()
+    yield mock
+    mock.close()
