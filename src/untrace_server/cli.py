@@ -139,17 +139,20 @@ def keys_list(
     found = _run_store(settings, lambda s: s.list_keys(customer))
     table = Table("id", "prefix", "customer", "scopes", "created", "expires", "revoked")
     for k in found:
-        fmt = lambda t: time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) if t else "-"  # noqa: E731
         table.add_row(
             k.id,
             k.prefix,
             k.customer_id,
             ",".join(sorted(k.scopes)),
-            fmt(k.created_at),
-            fmt(k.expires_at),
-            fmt(k.revoked_at),
+            _when(k.created_at),
+            _when(k.expires_at),
+            _when(k.revoked_at),
         )
     console.print(table)
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) if t else "-"
 
 
 @keys_app.command("revoke")

@@ -67,7 +67,8 @@ def _load_document(path: Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise typer.BadParameter(f"{path} must hold a routing document (a mapping)")
     # accept a whole config file's customer section too
-    return loaded.get("routing", loaded)
+    document: dict[str, Any] = loaded.get("routing", loaded)
+    return document
 
 
 def _validate(topology: Topology, customer: str, document: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from untrace_server.control.crypto import Keyring
 from untrace_server.control.keys import ApiKey, hash_key, key_prefix
+from untrace_server.control.secrets import decrypt_config, encrypt_config, rewrap_config
 from untrace_server.errors import ConfigError
 
 __all__ = ["ControlStore", "RoutingVersion", "StoredDestination", "async_url"]
@@ -42,6 +44,9 @@ api_keys = sa.Table(
     sa.Column("revoked_at", sa.Float),
     sa.Column("last_used_at", sa.Float),
     sa.Column("metadata", sa.Text, nullable=False, default="{}"),
+    sa.Column("requests_per_s", sa.Integer),
+    sa.Column("traces_per_s", sa.Integer),
+    sa.Column("ip_allowlist", sa.Text),  # JSON list of CIDRs
 )
 
 
@@ -125,13 +130,35 @@ def _row_to_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
         expires_at=m["expires_at"],
         revoked_at=m["revoked_at"],
         metadata=json.loads(m["metadata"] or "{}"),
+        last_used_at=m["last_used_at"],
+        requests_per_s=m["requests_per_s"],
+        traces_per_s=m["traces_per_s"],
+        ip_allowlist=tuple(json.loads(m["ip_allowlist"] or "[]")),
     )
 
 
+# Columns added after the first release: (table, column, SQL type) — added on start to
+# a store created by an older version (create_all never alters an existing table).
+_ADDED_COLUMNS = (
+    ("api_keys", "requests_per_s", "INTEGER"),
+    ("api_keys", "traces_per_s", "INTEGER"),
+    ("api_keys", "ip_allowlist", "TEXT"),
+)
+
+
+def _add_missing_columns(conn: Any) -> None:
+    inspector = sa.inspect(conn)
+    for table, column, type_ in _ADDED_COLUMNS:
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {type_}"))
+
+
 class ControlStore:
-    def __init__(self, url: str, secret: bytes) -> None:
+    def __init__(self, url: str, secret: bytes, keyring: Keyring | None = None) -> None:
         self.url = url
         self._secret = secret
+        # With a keyring, destination secrets are encrypted on write and decrypted on read.
+        self.keyring = keyring
         self._engine: AsyncEngine | None = None
 
     @property
@@ -150,6 +177,7 @@ class ControlStore:
         self._engine = create_async_engine(async_url(self.url))
         async with self._engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            await conn.run_sync(_add_missing_columns)
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -178,6 +206,10 @@ class ControlStore:
         scopes: Iterable[str],
         name: str = "",
         expires_at: float | None = None,
+        metadata: dict[str, str] | None = None,
+        requests_per_s: int | None = None,
+        traces_per_s: int | None = None,
+        ip_allowlist: Iterable[str] = (),
     ) -> ApiKey:
         """Register ``key`` (idempotent: an existing key with the same hash is returned)."""
         await self.ensure_customer(customer_id)
@@ -195,7 +227,10 @@ class ControlStore:
                 "name": name,
                 "created_at": time.time(),
                 "expires_at": expires_at,
-                "metadata": "{}",
+                "metadata": json.dumps(metadata or {}),
+                "requests_per_s": requests_per_s,
+                "traces_per_s": traces_per_s,
+                "ip_allowlist": json.dumps(list(ip_allowlist)),
             }
             await conn.execute(api_keys.insert().values(**values))
             row = (await conn.execute(sa.select(api_keys).where(api_keys.c.hash == digest))).one()
@@ -238,11 +273,55 @@ class ControlStore:
     async def change_seq(self) -> int:
         """A number that grows whenever a destination or routing document changes."""
         async with self.engine.connect() as conn:
-            return int(
-                await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(changes.c.seq), 0)))
+            seq = await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(changes.c.seq), 0)))
+            return int(seq or 0)
+
+    async def get_key(self, key_id: str, customer_id: str | None = None) -> ApiKey | None:
+        query = sa.select(api_keys).where(api_keys.c.id == key_id)
+        if customer_id is not None:
+            query = query.where(api_keys.c.customer_id == customer_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _row_to_key(row)
+
+    async def expire_key(self, key_id: str, at: float) -> None:
+        """Make a key expire at ``at`` (earlier than it would have); rotation's overlap."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                api_keys.update()
+                .where(
+                    api_keys.c.id == key_id,
+                    sa.or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > at),
+                )
+                .values(expires_at=at)
             )
 
-    async def list_destinations(self, customer_id: str | None = None) -> list[StoredDestination]:
+    async def customer_exists(self, customer_id: str) -> bool:
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(
+                sa.select(customers.c.id).where(customers.c.id == customer_id)
+            )
+        return found is not None
+
+    async def rewrap_secrets(self) -> int:
+        """Re-wrap every destination secret under the keyring's current master key."""
+        if self.keyring is None:
+            return 0
+        count = 0
+        for d in await self.list_destinations(decrypt=False):
+            config = rewrap_config(self.keyring, d.type, d.config)
+            if config != d.config:
+                key = (destinations.c.customer_id == d.customer_id) & (destinations.c.id == d.id)
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        destinations.update().where(key).values(config=json.dumps(config))
+                    )
+                count += 1
+        return count
+
+    async def list_destinations(
+        self, customer_id: str | None = None, *, decrypt: bool = True
+    ) -> list[StoredDestination]:
         query = sa.select(destinations).order_by(destinations.c.customer_id, destinations.c.id)
         if customer_id is not None:
             query = query.where(destinations.c.customer_id == customer_id)
@@ -253,13 +332,18 @@ class ControlStore:
                 r.customer_id,
                 r.id,
                 r.type,
-                json.loads(r.config),
+                self._open_config(r.type, json.loads(r.config), decrypt),
                 r.enabled,
                 r.created_at,
                 r.updated_at,
             )
             for r in rows
         ]
+
+    def _open_config(self, type_: str, config: dict[str, Any], decrypt: bool) -> dict[str, Any]:
+        if decrypt and self.keyring is not None:
+            return decrypt_config(self.keyring, type_, config)
+        return config
 
     async def get_destination(
         self, customer_id: str, destination_id: str
@@ -283,7 +367,9 @@ class ControlStore:
             existing = (await conn.execute(sa.select(destinations.c.created_at).where(key))).first()
             values = {
                 "type": type_,
-                "config": json.dumps(config),
+                "config": json.dumps(
+                    encrypt_config(self.keyring, type_, config) if self.keyring else config
+                ),
                 "enabled": enabled,
                 "updated_at": now,
             }
@@ -321,7 +407,7 @@ class ControlStore:
                     routing_versions.c.customer_id == customer_id
                 )
             )
-            version = int(current) + 1
+            version = int(current or 0) + 1
             await conn.execute(
                 routing_versions.insert().values(
                     customer_id=customer_id,

@@ -29,7 +29,7 @@ from untrace_server.errors import (
     RetryableError,
 )
 from untrace_server.observability import metrics
-from untrace_server.queue.base import Message, Queue
+from untrace_server.queue.base import Message, MessageId, Queue
 
 __all__ = ["BatchLimits", "Deliverer"]
 
@@ -196,7 +196,7 @@ class Deliverer:
         exhausted = [m for m in messages if self.schedule.exhausted(m.attempts)]
         if exhausted:
             await self._dead(exhausted, f"gave up after {exhausted[0].attempts} attempts: {error}")
-        by_delay: dict[float, list[int]] = {}
+        by_delay: dict[float, list[MessageId]] = {}
         for m in messages:
             if not self.schedule.exhausted(m.attempts):
                 delay = round(self.schedule.delay(m.attempts, retry_after), 3)

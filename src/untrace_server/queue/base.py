@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["TRACES_TOPIC", "DeadLetter", "Message", "Queue", "QueueStats", "delivery_topic"]
+__all__ = [
+    "TRACES_TOPIC",
+    "DeadLetter",
+    "Message",
+    "MessageId",
+    "Queue",
+    "QueueStats",
+    "delivery_topic",
+]
 
 TRACES_TOPIC = "traces"
 DELIVERY_PREFIX = "deliver."
@@ -24,9 +32,13 @@ def delivery_topic(customer_id: str, destination_id: str) -> str:
     return f"{DELIVERY_PREFIX}{customer_id}/{destination_id}"
 
 
+# An opaque message id: an integer rowid (SQLite, memory) or "topic\x00stream-id" (Redis).
+MessageId = int | str
+
+
 @dataclass(frozen=True)
 class Message:
-    id: int
+    id: MessageId
     topic: str
     payload: bytes
     attempts: int  # how many times this message has been leased, this lease included
@@ -36,7 +48,7 @@ class Message:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    id: int
+    id: MessageId
     topic: str
     key: str
     payload: bytes
@@ -60,7 +72,7 @@ class Queue(Protocol):
 
     async def close(self) -> None: ...
 
-    async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[int]:
+    async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[MessageId]:
         """Durably append (key, payload) items; returns after they are committed.
         Raises QueueFull when the disk budget is reached (nothing is written)."""
         ...
@@ -69,19 +81,21 @@ class Queue(Protocol):
         """Take up to ``max_items`` visible messages, oldest first, hidden for visibility_s."""
         ...
 
-    async def ack(self, ids: Sequence[int]) -> None: ...
+    async def ack(self, ids: Sequence[MessageId]) -> None: ...
 
-    async def nack(self, ids: Sequence[int], delay_s: float) -> None:
+    async def nack(self, ids: Sequence[MessageId], delay_s: float) -> None:
         """Make messages visible again after ``delay_s``."""
         ...
 
-    async def dead(self, ids: Sequence[int], error: str) -> None:
+    async def dead(self, ids: Sequence[MessageId], error: str) -> None:
         """Move messages to the dead-letter state with their last error."""
         ...
 
     async def list_dead(self, topic: str | None = None, limit: int = 100) -> list[DeadLetter]: ...
 
-    async def replay_dead(self, topic: str | None = None, ids: Sequence[int] | None = None) -> int:
+    async def replay_dead(
+        self, topic: str | None = None, ids: Sequence[MessageId] | None = None
+    ) -> int:
         """Make dead letters deliverable again (attempts reset); returns how many."""
         ...
 

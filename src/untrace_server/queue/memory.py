@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from untrace_server.errors import QueueFull, QueueUnavailable
-from untrace_server.queue.base import TRACES_TOPIC, DeadLetter, Message, QueueStats
+from untrace_server.queue.base import TRACES_TOPIC, DeadLetter, Message, MessageId, QueueStats
 
 __all__ = ["MemoryQueue"]
 
@@ -34,7 +34,7 @@ class MemoryQueue:
     def __init__(self, *, budget_bytes: int = 1 << 30, retention_s: float = 7 * 86400) -> None:
         self.budget_bytes = budget_bytes
         self.retention_s = retention_s
-        self._rows: dict[int, _Row] = {}
+        self._rows: dict[MessageId, _Row] = {}
         self._ids = itertools.count(1)
         self._events: dict[str, asyncio.Event] = {}
         self._used = 0
@@ -50,13 +50,13 @@ class MemoryQueue:
         if not self._running:
             raise QueueUnavailable("queue is not running")
 
-    async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[int]:
+    async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[MessageId]:
         self._check()
         size = sum(len(p) + len(k) + 64 for k, p in items)
         if self._used + size > self.budget_bytes:
             raise QueueFull(f"queue budget of {self.budget_bytes} bytes is used up")
         now = time.time()
-        ids = []
+        ids: list[MessageId] = []
         for key, payload in items:
             row = _Row(next(self._ids), topic, key, payload, now, now)
             self._rows[row.id] = row
@@ -69,7 +69,7 @@ class MemoryQueue:
     async def lease(self, topic: str, max_items: int, visibility_s: float) -> list[Message]:
         self._check()
         now = time.time()
-        out = []
+        out: list[Message] = []
         for row in self._rows.values():
             if len(out) >= max_items:
                 break
@@ -81,7 +81,7 @@ class MemoryQueue:
                 )
         return out
 
-    async def ack(self, ids: Sequence[int]) -> None:
+    async def ack(self, ids: Sequence[MessageId]) -> None:
         self._check()
         now = time.time()
         for i in ids:
@@ -94,14 +94,14 @@ class MemoryQueue:
                 del self._rows[i]
                 self._used -= len(row.payload) + len(row.key) + 64
 
-    async def nack(self, ids: Sequence[int], delay_s: float) -> None:
+    async def nack(self, ids: Sequence[MessageId], delay_s: float) -> None:
         self._check()
         for i in ids:
             row = self._rows.get(i)
             if row is not None and row.state == 0:
                 row.visible_at = time.time() + delay_s
 
-    async def dead(self, ids: Sequence[int], error: str) -> None:
+    async def dead(self, ids: Sequence[MessageId], error: str) -> None:
         self._check()
         for i in ids:
             row = self._rows.get(i)
@@ -119,7 +119,9 @@ class MemoryQueue:
             for r in rows[:limit]
         ]
 
-    async def replay_dead(self, topic: str | None = None, ids: Sequence[int] | None = None) -> int:
+    async def replay_dead(
+        self, topic: str | None = None, ids: Sequence[MessageId] | None = None
+    ) -> int:
         count = 0
         wanted = set(ids) if ids is not None else None
         for row in self._rows.values():

@@ -67,7 +67,7 @@ class RedisQueue:
         self.consumer = consumer or f"c-{id(self):x}"
         self.retention_s = retention_s
         self.budget_bytes = budget_bytes
-        self._redis: aioredis.Redis | None = None
+        self._redis: Any = None
         self._groups: set[str] = set()
 
     def _stream(self, topic: str) -> str:
@@ -77,7 +77,7 @@ class RedisQueue:
         return f"{self.prefix}:dead:{topic}"
 
     @property
-    def redis(self) -> aioredis.Redis:
+    def redis(self) -> Any:  # redis-py's response types are too loose to check usefully
         if self._redis is None:
             raise QueueUnavailable("queue is not running")
         return self._redis
@@ -202,7 +202,7 @@ class RedisQueue:
     async def list_dead(self, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
         letters: list[DeadLetter] = []
         for name in [topic] if topic is not None else await self._topics():
-            for sid, f in await self.redis.xrange(self._dead(name), count=limit - len(letters)):
+            for _, f in await self.redis.xrange(self._dead(name), count=limit - len(letters)):
                 letters.append(DeadLetter(
                     id=f"{name}{_SEP}{f[b'o'].decode()}", topic=name, key=f[b"k"].decode(),
                     payload=f[b"p"], attempts=int(f[b"a"]), error=f[b"e"].decode(),

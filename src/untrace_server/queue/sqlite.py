@@ -29,6 +29,7 @@ from untrace_server.queue.base import (
     TRACES_TOPIC,
     DeadLetter,
     Message,
+    MessageId,
     QueueStats,
 )
 
@@ -200,7 +201,7 @@ class SqliteQueue:
 
     # -- operations ---------------------------------------------------------------
 
-    async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[int]:
+    async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[MessageId]:
         if not items:
             return []
         size = sum(len(p) + len(k) + 64 for k, p in items)
@@ -210,7 +211,7 @@ class SqliteQueue:
             )
         now = time.time()
 
-        def op(conn: sqlite3.Connection) -> list[int]:
+        def op(conn: sqlite3.Connection) -> list[MessageId]:
             conn.executemany(
                 "INSERT INTO messages (topic, key, payload, visible_at, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -218,7 +219,7 @@ class SqliteQueue:
             )
             # one writer, one transaction: the rows got consecutive rowids
             last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-            ids = list(range(last - len(items) + 1, last + 1))
+            ids: list[MessageId] = list(range(last - len(items) + 1, last + 1))
             self._used_bytes += size
             return ids
 
@@ -241,7 +242,7 @@ class SqliteQueue:
 
         return await self._call(op)
 
-    async def ack(self, ids: Sequence[int]) -> None:
+    async def ack(self, ids: Sequence[MessageId]) -> None:
         if not ids:
             return
         retain = list(self.retain_topics)
@@ -261,7 +262,7 @@ class SqliteQueue:
 
         await self._call(op)
 
-    async def nack(self, ids: Sequence[int], delay_s: float) -> None:
+    async def nack(self, ids: Sequence[MessageId], delay_s: float) -> None:
         if not ids:
             return
 
@@ -274,7 +275,7 @@ class SqliteQueue:
 
         await self._call(op)
 
-    async def dead(self, ids: Sequence[int], error: str) -> None:
+    async def dead(self, ids: Sequence[MessageId], error: str) -> None:
         if not ids:
             return
 
@@ -303,7 +304,9 @@ class SqliteQueue:
 
         return await self._call(op)
 
-    async def replay_dead(self, topic: str | None = None, ids: Sequence[int] | None = None) -> int:
+    async def replay_dead(
+        self, topic: str | None = None, ids: Sequence[MessageId] | None = None
+    ) -> int:
         def op(conn: sqlite3.Connection) -> int:
             sql = (
                 "UPDATE messages SET state = 0, attempts = 0, visible_at = ?, error = NULL,"
