@@ -35,7 +35,7 @@ from untrace_server.ingest.base import TraceSink
 from untrace_server.ingest.native import NativeReceiver
 from untrace_server.observability import metrics
 from untrace_server.pipeline.worker import TraceWorker
-from untrace_server.queue import open_queue
+from untrace_server.queue import queue_from_settings
 from untrace_server.queue.base import Queue
 from untrace_server.receivers import build_receivers
 
@@ -64,13 +64,7 @@ def build_components(settings: Settings) -> Components:
     """Validate everything that can be validated before a socket opens (ConfigError)."""
     secret = load_server_secret(settings.secret_key, settings.data_dir)
     store = ControlStore(settings.effective_database_url, secret)
-    queue = open_queue(
-        settings.queue.url,
-        data_dir=settings.data_dir,
-        synchronous=settings.queue.synchronous,
-        budget_bytes=settings.queue.budget_bytes,
-        retention_s=settings.queue.retention_days * 86400,
-    )
+    queue = queue_from_settings(settings)
     for customer_id, customer in settings.customers.items():
         for spec in customer.destinations:  # validate every file-declared destination now
             build_destination(customer_id, spec, str(settings.data_dir))

@@ -18,7 +18,7 @@ from untrace_server.config import Settings, load_settings, parse_duration
 from untrace_server.control.keys import SCOPES, generate_key, load_server_secret
 from untrace_server.control.store import ControlStore
 from untrace_server.errors import ConfigError
-from untrace_server.queue import open_queue
+from untrace_server.queue import queue_from_settings
 from untrace_server.queue.base import DELIVERY_PREFIX, Queue, delivery_topic
 
 __all__ = ["main"]
@@ -167,13 +167,7 @@ def keys_revoke(key_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = No
 
 def _run_queue(settings: Settings, fn: Callable[[Queue], Awaitable[T]]) -> T:
     async def go() -> T:
-        queue = open_queue(
-            settings.queue.url,
-            data_dir=settings.data_dir,
-            synchronous=settings.queue.synchronous,
-            budget_bytes=settings.queue.budget_bytes,
-            retention_s=settings.queue.retention_days * 86400,
-        )
+        queue = queue_from_settings(settings)
         await queue.start()
         try:
             return await fn(queue)

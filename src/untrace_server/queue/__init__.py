@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from untrace_server.config import Settings
 from untrace_server.errors import ConfigError
 from untrace_server.queue.base import Queue
 
-__all__ = ["open_queue"]
+__all__ = ["open_queue", "queue_from_settings"]
 
 
 def open_queue(
@@ -43,3 +44,14 @@ def open_queue(
 
         return MemoryQueue(budget_bytes=budget_bytes, retention_s=retention_s)
     raise ConfigError(f"unsupported queue URL {url!r}: use sqlite://, redis:// or memory://")
+
+
+def queue_from_settings(settings: Settings) -> Queue:
+    """The queue the settings name (not started)."""
+    return open_queue(
+        settings.queue.url,
+        data_dir=settings.data_dir,
+        synchronous=settings.queue.synchronous,
+        budget_bytes=settings.queue.budget_bytes,
+        retention_s=settings.queue.retention_days * 86400,
+    )
