@@ -39,6 +39,10 @@ class ApiKey:
     expires_at: float | None = None
     revoked_at: float | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    last_used_at: float | None = None
+    requests_per_s: int | None = None  # None: the server default (security section)
+    traces_per_s: int | None = None
+    ip_allowlist: tuple[str, ...] = ()  # CIDRs; empty: any address
 
     def allows(self, scope: str) -> bool:
         return "admin" in self.scopes or scope in self.scopes
