@@ -1,0 +1,99 @@
+"""One mock upstream and one real ``untrace serve`` (proxy in front of the mock,
+delivering to a recording webhook sink) per module. Tests tell their traces apart by a
+unique ``X-Untrace-Session-Id``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from tests.conftest import webhook_config
+from tests.integration.proxy.mock_upstream import MockUpstream
+from tests.support.server import ServerProcess, wait_until
+from tests.support.sink import WebhookSink
+
+PROVIDER_KEY = "sk-test-PROVIDERKEY-9f8e7d6c5b4a"
+ANTHROPIC_KEY = "sk-ant-test-PROVIDERKEY-1a2b3c"
+
+
+class ProxyEnv:
+    def __init__(self, upstream: MockUpstream, server: ServerProcess, sink: WebhookSink) -> None:
+        self.upstream = upstream
+        self.server = server
+        self.sink = sink
+
+    def session(self) -> str:
+        return "s-" + uuid.uuid4().hex
+
+    def untrace_headers(self, session: str, **extra: str) -> dict[str, str]:
+        return {"X-Untrace-Key": self.server.key, "X-Untrace-Session-Id": session, **extra}
+
+    def openai(self, session: str, *, direct: bool = False, **kw: Any) -> openai.OpenAI:
+        if direct:
+            return openai.OpenAI(api_key=PROVIDER_KEY, base_url=self.upstream.url, max_retries=0)
+        return openai.OpenAI(
+            api_key=PROVIDER_KEY,
+            base_url=self.server.url + "/openai/v1",
+            default_headers=self.untrace_headers(session, **kw),
+            max_retries=0,
+        )
+
+    def async_openai(self, session: str, *, direct: bool = False) -> openai.AsyncOpenAI:
+        base = self.upstream.url if direct else self.server.url + "/openai/v1"
+        headers = {} if direct else self.untrace_headers(session)
+        return openai.AsyncOpenAI(
+            api_key=PROVIDER_KEY, base_url=base, default_headers=headers, max_retries=0
+        )
+
+    def anthropic(self, session: str, *, direct: bool = False) -> anthropic.Anthropic:
+        base = self.upstream.url.removesuffix("/v1") if direct else self.server.url + "/anthropic"
+        headers = {} if direct else self.untrace_headers(session)
+        return anthropic.Anthropic(
+            api_key=ANTHROPIC_KEY, base_url=base, default_headers=headers, max_retries=0
+        )
+
+    def async_anthropic(self, session: str, *, direct: bool = False) -> anthropic.AsyncAnthropic:
+        base = self.upstream.url.removesuffix("/v1") if direct else self.server.url + "/anthropic"
+        headers = {} if direct else self.untrace_headers(session)
+        return anthropic.AsyncAnthropic(
+            api_key=ANTHROPIC_KEY, base_url=base, default_headers=headers, max_retries=0
+        )
+
+    def traces(self, session: str) -> list[dict[str, Any]]:
+        with self.sink._lock:
+            return [
+                t for d in self.sink.deliveries for t in d.traces if t.get("sessionId") == session
+            ]
+
+    def wait_traces(self, session: str, count: int = 1, timeout: float = 15.0) -> list[Any]:
+        ok = wait_until(lambda: len(self.traces(session)) >= count, timeout)
+        assert ok, f"{len(self.traces(session))}/{count} traces; log:\n{self.server.log()[-3000:]}"
+        return self.traces(session)
+
+
+@pytest.fixture(scope="module")
+def proxy_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyEnv]:
+    upstream = MockUpstream().start()
+    sink = WebhookSink()
+    workdir: Path = tmp_path_factory.mktemp("proxy")
+    server = ServerProcess(
+        workdir,
+        webhook_config(("hook", sink)),
+        env={
+            "UNTRACE_OPENAI_BASE_URL": upstream.url,
+            "UNTRACE_ANTHROPIC_BASE_URL": upstream.url,
+            "UNTRACE_LOG_LEVEL": "debug",
+        },
+    )
+    server.start()
+    try:
+        yield ProxyEnv(upstream, server, sink)
+    finally:
+        server.stop()
+        sink.close()
+        upstream.stop()
