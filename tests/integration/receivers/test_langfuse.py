@@ -24,21 +24,23 @@ def test_langfuse_sdk_generation_in_a_span(recorder: Recorder) -> None:
         tracer_provider=TracerProvider(),
     )
     session = f"lf-{uuid.uuid4()}"
-    with lf.start_as_current_observation(name="rag", as_type="span") as root:
-        with propagate_attributes(session_id=session, user_id="u-7", tags=["beta"]):
-            root.update(input={"question": "capital of France?"})
-            with lf.start_as_current_observation(
-                name="llm-call",
-                as_type="generation",
-                model="gpt-4o",
-                model_parameters={"temperature": 0.5},
-                input=[{"role": "user", "content": "capital of France?"}],
-            ) as gen:
-                gen.update(
-                    output={"role": "assistant", "content": "Paris"},
-                    usage_details={"input": 12, "output": 3},
-                )
-            root.update(output="Paris")
+    with (
+        lf.start_as_current_observation(name="rag", as_type="span") as root,
+        propagate_attributes(session_id=session, user_id="u-7", tags=["beta"]),
+    ):
+        root.update(input={"question": "capital of France?"})
+        with lf.start_as_current_observation(
+            name="llm-call",
+            as_type="generation",
+            model="gpt-4o",
+            model_parameters={"temperature": 0.5},
+            input=[{"role": "user", "content": "capital of France?"}],
+        ) as gen:
+            gen.update(
+                output={"role": "assistant", "content": "Paris"},
+                usage_details={"input": 12, "output": 3},
+            )
+        root.update(output="Paris")
     lf.flush()
     lf.shutdown()
     traces = recorder.wait_for(lambda t: t.get("sessionId") == session, 2)
