@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.server import ADMIN_KEY, free_port  # noqa: E402
+
 from untrace_server import model  # noqa: E402
 from untrace_server.ingest._otlp_decode import decode_protobuf  # noqa: E402
 from untrace_server.ingest._otlp_map import span_to_trace  # noqa: E402
