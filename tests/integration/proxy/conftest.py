@@ -26,6 +26,7 @@ class ProxyEnv:
         self.upstream = upstream
         self.server = server
         self.sink = sink
+        self.clients: list[Any] = []  # sync SDK clients, closed after each test
 
     def session(self) -> str:
         return "s-" + uuid.uuid4().hex
@@ -34,14 +35,13 @@ class ProxyEnv:
         return {"X-Untrace-Key": self.server.key, "X-Untrace-Session-Id": session, **extra}
 
     def openai(self, session: str, *, direct: bool = False, **kw: Any) -> openai.OpenAI:
-        if direct:
-            return openai.OpenAI(api_key=PROVIDER_KEY, base_url=self.upstream.url, max_retries=0)
-        return openai.OpenAI(
-            api_key=PROVIDER_KEY,
-            base_url=self.server.url + "/openai/v1",
-            default_headers=self.untrace_headers(session, **kw),
-            max_retries=0,
+        base = self.upstream.url if direct else self.server.url + "/openai/v1"
+        headers = {} if direct else self.untrace_headers(session, **kw)
+        client = openai.OpenAI(
+            api_key=PROVIDER_KEY, base_url=base, default_headers=headers, max_retries=0
         )
+        self.clients.append(client)
+        return client
 
     def async_openai(self, session: str, *, direct: bool = False) -> openai.AsyncOpenAI:
         base = self.upstream.url if direct else self.server.url + "/openai/v1"
@@ -53,9 +53,11 @@ class ProxyEnv:
     def anthropic(self, session: str, *, direct: bool = False) -> anthropic.Anthropic:
         base = self.upstream.url.removesuffix("/v1") if direct else self.server.url + "/anthropic"
         headers = {} if direct else self.untrace_headers(session)
-        return anthropic.Anthropic(
+        client = anthropic.Anthropic(
             api_key=ANTHROPIC_KEY, base_url=base, default_headers=headers, max_retries=0
         )
+        self.clients.append(client)
+        return client
 
     def async_anthropic(self, session: str, *, direct: bool = False) -> anthropic.AsyncAnthropic:
         base = self.upstream.url.removesuffix("/v1") if direct else self.server.url + "/anthropic"
@@ -97,3 +99,12 @@ def proxy_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyEnv]:
         server.stop()
         sink.close()
         upstream.stop()
+
+
+@pytest.fixture(autouse=True)
+def _close_clients(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "proxy_env" in request.fixturenames:
+        env: ProxyEnv = request.getfixturevalue("proxy_env")
+        while env.clients:
+            env.clients.pop().close()

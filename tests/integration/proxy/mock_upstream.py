@@ -5,7 +5,8 @@ and provider errors. Answers are deterministic, so a call made directly and the 
 call made through the proxy return equal objects.
 
 Behaviour by model name: ``error-429`` answers a rate-limit error, ``error-500`` an
-internal error, ``slow-<ms>`` waits between stream chunks. Every request is recorded.
+internal error, ``slow-<ms>`` waits between stream chunks, ``hang-<ms>`` before
+answering. Every request is recorded.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ WORDS = ["Hello", " from", " the", " mock", " upstream", "."]
 
 
 def _id(prefix: str, body: bytes) -> str:
-    return prefix + hashlib.sha256(body).hexdigest()[:16]
+    """Stable for a request: ignores stream_options, which the proxy may add."""
+    data = json.loads(body) if body else {}
+    data.pop("stream_options", None)
+    return prefix + hashlib.sha256(_compact(sorted(data.items())).encode()).hexdigest()[:16]
 
 
 def _delay(model: str) -> float:
@@ -101,6 +105,8 @@ class MockUpstream:
         error = self._openai_error(model)
         if error is not None:
             return error
+        if model.startswith("hang-"):
+            await asyncio.sleep(int(model.split("-", 1)[1]) / 1000)
         cid = _id("chatcmpl-", raw)
         use_tool = bool(body.get("tools"))
         usage = {"prompt_tokens": 11, "completion_tokens": 6, "total_tokens": 17}
