@@ -47,7 +47,7 @@ def as_text(value: Any) -> str | None:
 
 def tool_call(call: dict[str, Any]) -> dict[str, Any]:
     """OpenAI-shaped tool call from OpenAI, GenAI-part or flattened shapes."""
-    function = call.get("function") if isinstance(call.get("function"), dict) else {}
+    function: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
     name = function.get("name", call.get("name"))
     arguments = function.get("arguments", call.get("arguments"))
     if arguments is not None and not isinstance(arguments, str):

@@ -91,8 +91,8 @@ def _finish(outputs: Any) -> str | None:
 
 
 def run_to_trace(run: dict[str, Any], *, partial: bool = False, fallback_ms: int = 0) -> Trace:
-    extra = run.get("extra") if isinstance(run.get("extra"), dict) else {}
-    meta_in = extra.get("metadata") if isinstance(extra.get("metadata"), dict) else {}
+    extra: dict[str, Any] = run["extra"] if isinstance(run.get("extra"), dict) else {}
+    meta_in: dict[str, Any] = extra["metadata"] if isinstance(extra.get("metadata"), dict) else {}
     invocation = extra.get("invocation_params") or meta_in.get("ls_invocation_params") or {}
     inputs, outputs = run.get("inputs"), run.get("outputs")
     kind = _KINDS.get(str(run.get("run_type", "chain")), "chain")
