@@ -19,14 +19,19 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from untrace_server import __version__
 from untrace_server.api.errors import handle_exception
+from untrace_server.api.management import build_management_app
 from untrace_server.api.middleware import MetricsMiddleware
 from untrace_server.config import Settings
 from untrace_server.control.auth import Authenticator
+from untrace_server.control.crypto import load_keyring
+from untrace_server.control.jwt import ServiceTokenVerifier
 from untrace_server.control.keys import load_server_secret
+from untrace_server.control.netallow import RequestContextMiddleware
+from untrace_server.control.ratelimit import KeyRateLimiter, RateLimitedSink
 from untrace_server.control.store import ControlStore
 from untrace_server.control.topology import Topology
 from untrace_server.delivery.manager import DeliveryManager, build_destination
@@ -63,18 +68,33 @@ class Components:
 def build_components(settings: Settings) -> Components:
     """Validate everything that can be validated before a socket opens (ConfigError)."""
     secret = load_server_secret(settings.secret_key, settings.data_dir)
-    store = ControlStore(settings.effective_database_url, secret)
+    security = settings.security
+    keyring = load_keyring(settings.master_key, security.previous_master_keys, settings.data_dir)
+    store = ControlStore(settings.effective_database_url, secret, keyring)
     queue = queue_from_settings(settings)
     for customer_id, customer in settings.customers.items():
         for spec in customer.destinations:  # validate every file-declared destination now
             build_destination(customer_id, spec, str(settings.data_dir))
     topology = Topology(settings, store)
+    limiter = KeyRateLimiter(
+        security.rate_limit_storage,
+        security.default_requests_per_s,
+        security.default_traces_per_s,
+    )
     return Components(
         settings=settings,
         store=store,
         queue=queue,
-        auth=Authenticator(store),
-        sink=TraceSink(queue),
+        auth=Authenticator(
+            store,
+            limiter=limiter,
+            service_tokens=ServiceTokenVerifier(
+                security.jwt_secret, security.jwt_audience, security.jwt_issuers
+            )
+            if security.jwt_secret
+            else None,
+        ),
+        sink=RateLimitedSink(queue, limiter),
         topology=topology,
     )
 
@@ -192,6 +212,8 @@ def build_app(settings: Settings, components: Components | None = None) -> Starl
     receivers = build_receivers(c)
     for receiver in receivers:
         routes.extend(receiver.routes())
+    # last: the management API (and /openapi.json, /docs) behind every hot-path route
+    routes.append(Mount("", app=build_management_app(c)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -209,5 +231,6 @@ def build_app(settings: Settings, components: Components | None = None) -> Starl
         exception_handlers={Exception: handle_exception, UntraceError: handle_exception},
     )
     app.state.components = c
+    app.add_middleware(RequestContextMiddleware, trusted_proxies=settings.security.trusted_proxies)
     app.add_middleware(MetricsMiddleware)
     return app

@@ -27,6 +27,7 @@ __all__ = [
     "DestinationSpec",
     "IngestConfig",
     "QueueConfig",
+    "SecurityConfig",
     "Settings",
     "load_settings",
     "parse_duration",
@@ -70,6 +71,22 @@ class DeliveryConfig(_Section):
 class WorkerConfig(_Section):
     batch: int = pydantic.Field(256, gt=0)
     visibility_s: float = pydantic.Field(60.0, gt=0)
+
+
+class SecurityConfig(_Section):
+    """Keys, service tokens, network allowlists, rate limits and secrets at rest."""
+
+    previous_master_keys: list[str] = pydantic.Field(default_factory=list)  # for rotation
+    trusted_proxies: list[str] = pydantic.Field(default_factory=list)  # CIDRs for X-F-F
+    default_requests_per_s: int | None = pydantic.Field(None, gt=0)
+    default_traces_per_s: int | None = pydantic.Field(None, gt=0)
+    rate_limit_storage: str = "memory://"  # or async+redis://host:6379
+    jwt_secret: str | None = None  # HS256 service tokens; None disables JWT
+    jwt_audience: str = "untrace"
+    jwt_issuers: list[str] = pydantic.Field(default_factory=list)  # empty: any issuer
+    encrypt_fields: list[str] = pydantic.Field(default_factory=list)  # metadata.user_email
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 class DestinationSpec(_Section):
@@ -117,6 +134,7 @@ class Settings(BaseSettings):
     log_json: bool = False
     bootstrap_admin_key: str | None = None
     secret_key: str | None = None  # HMAC key for API-key hashes; generated into data_dir if unset
+    master_key: str | None = None  # base64 AES-256 key for secrets; else <data_dir>/master.keys
     database_url: str = ""  # default: sqlite in data_dir
     shutdown_grace_s: float = pydantic.Field(10.0, gt=0)
     queue: QueueConfig = pydantic.Field(default_factory=QueueConfig)
@@ -130,6 +148,7 @@ class Settings(BaseSettings):
     pricing: dict[str, Any] = pydantic.Field(default_factory=dict)
     receivers: ReceiversConfig = pydantic.Field(default_factory=ReceiversConfig)
     customers: dict[str, CustomerConfig] = pydantic.Field(default_factory=dict)
+    security: SecurityConfig = pydantic.Field(default_factory=SecurityConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -202,7 +202,10 @@ class Deliverer:
                 delay = round(self.schedule.delay(m.attempts, retry_after), 3)
                 by_delay.setdefault(delay, []).append(m.id)
         for delay, ids in by_delay.items():
-            await self.queue.nack(ids, delay)
+            if getattr(self.queue, "supports_status", False):  # keeps the last error
+                await self.queue.nack(ids, delay, error=str(error))  # type: ignore[call-arg]
+            else:
+                await self.queue.nack(ids, delay)
             due = time.monotonic() + delay
             self._next_retry = min(self._next_retry, due) if self._next_retry else due
             metrics.TRACES_PROCESSED.labels(self.customer_id, self.destination_id, "retried").inc(

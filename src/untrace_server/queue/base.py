@@ -59,6 +59,20 @@ class DeadLetter:
 
 
 @dataclass(frozen=True)
+class DeliveryRecord:
+    """One message of a trace as the status API sees it (queues that keep acked
+    deliveries — ``supports_status = True`` — answer ``trace_status``)."""
+
+    id: int
+    topic: str
+    state: str  # pending, retrying, delivered, dead (``traces``: queued, processed)
+    attempts: int
+    error: str | None
+    created_at: float
+    done_at: float | None
+
+
+@dataclass(frozen=True)
 class QueueStats:
     pending: dict[str, int]  # topic → messages not yet acked (ready, leased or delayed)
     dead: dict[str, int]  # topic → dead letters

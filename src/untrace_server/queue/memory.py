@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from untrace_server.errors import QueueFull, QueueUnavailable
-from untrace_server.queue.base import TRACES_TOPIC, DeadLetter, Message, MessageId, QueueStats
+from untrace_server.queue.base import (
+    TRACES_TOPIC,
+    DeadLetter,
+    DeliveryRecord,
+    Message,
+    MessageId,
+    QueueStats,
+)
 
 __all__ = ["MemoryQueue"]
 
@@ -31,6 +38,8 @@ class _Row:
 
 
 class MemoryQueue:
+    supports_status = True  # acked deliveries are kept, payload emptied (see SqliteQueue)
+
     def __init__(self, *, budget_bytes: int = 1 << 30, retention_s: float = 7 * 86400) -> None:
         self.budget_bytes = budget_bytes
         self.retention_s = retention_s
@@ -88,18 +97,23 @@ class MemoryQueue:
             row = self._rows.get(i)
             if row is None:
                 continue
-            if row.topic == TRACES_TOPIC:
-                row.state, row.done_at = 1, now
-            else:
-                del self._rows[i]
-                self._used -= len(row.payload) + len(row.key) + 64
+            if row.state != 0:
+                continue
+            row.state, row.done_at = 1, now
+            if row.topic != TRACES_TOPIC:
+                self._used -= len(row.payload)
+                row.payload = b""
 
-    async def nack(self, ids: Sequence[MessageId], delay_s: float) -> None:
+    async def nack(
+        self, ids: Sequence[MessageId], delay_s: float, error: str | None = None
+    ) -> None:
         self._check()
         for i in ids:
             row = self._rows.get(i)
             if row is not None and row.state == 0:
                 row.visible_at = time.time() + delay_s
+                if error is not None:
+                    row.error = error
 
     async def dead(self, ids: Sequence[MessageId], error: str) -> None:
         self._check()
@@ -161,6 +175,52 @@ class MemoryQueue:
 
     async def ping(self) -> None:
         self._check()
+
+    async def trace_status(self, key: str, topic_prefix: str) -> list[DeliveryRecord]:
+        out = []
+        for r in self._rows.values():
+            if r.key != key or not (r.topic == TRACES_TOPIC or r.topic.startswith(topic_prefix)):
+                continue
+            if r.topic == TRACES_TOPIC:
+                state = "processed" if r.state == 1 else "queued"
+            else:
+                state = {1: "delivered", 2: "dead"}.get(
+                    r.state, "retrying" if r.error else "pending"
+                )
+            out.append(
+                DeliveryRecord(
+                    r.id, r.topic, state, r.attempts, r.error or None, r.created_at, r.done_at
+                )
+            )
+        return out
+
+    async def list_retained(
+        self, since: float, until: float, after_id: int = 0, limit: int = 500
+    ) -> list[Message]:
+        rows = [
+            r
+            for r in self._rows.values()
+            if r.topic == TRACES_TOPIC
+            and r.state == 1
+            and r.id > after_id
+            and since <= r.created_at < until
+        ]
+        return [
+            Message(r.id, r.topic, r.payload, r.attempts, r.created_at, r.key)
+            for r in sorted(rows, key=lambda r: r.id)[:limit]
+        ]
+
+    async def purge_dead(self, topic: str, ids: Sequence[int] | None = None) -> int:
+        wanted = set(ids) if ids is not None else None
+        gone = [
+            i
+            for i, r in self._rows.items()
+            if r.state == 2 and r.topic == topic and (wanted is None or i in wanted)
+        ]
+        for i in gone:
+            row = self._rows.pop(i)
+            self._used -= len(row.payload) + len(row.key) + 64
+        return len(gone)
 
     async def get_retained(self, key: str) -> bytes | None:
         for row in reversed(list(self._rows.values())):

@@ -28,6 +28,7 @@ from untrace_server.errors import QueueFull, QueueUnavailable
 from untrace_server.queue.base import (
     TRACES_TOPIC,
     DeadLetter,
+    DeliveryRecord,
     Message,
     MessageId,
     QueueStats,
@@ -55,12 +56,17 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (topic, state, visible_at);
 CREATE INDEX IF NOT EXISTS messages_done ON messages (state, done_at);
+CREATE INDEX IF NOT EXISTS messages_key ON messages (key);
 """
 
 _MAX_GROUP = 512  # operations per transaction
 
 
 class SqliteQueue:
+    # Acked deliveries are kept (payload emptied) for the retention, with the last error
+    # of every nack, so the status of a trace per destination can be answered.
+    supports_status = True
+
     def __init__(
         self,
         path: str | Path,
@@ -256,21 +262,25 @@ class SqliteQueue:
                 [(now, i, *retain) for i in ids],
             )
             conn.executemany(
-                f"DELETE FROM messages WHERE id = ? AND topic NOT IN ({marks})",
-                [(i, *retain) for i in ids],
+                "UPDATE messages SET state = 1, leased = 0, done_at = ?, payload = X''"
+                f" WHERE id = ? AND topic NOT IN ({marks})",
+                [(now, i, *retain) for i in ids],
             )
 
         await self._call(op)
 
-    async def nack(self, ids: Sequence[MessageId], delay_s: float) -> None:
+    async def nack(
+        self, ids: Sequence[MessageId], delay_s: float, error: str | None = None
+    ) -> None:
         if not ids:
             return
 
         def op(conn: sqlite3.Connection) -> None:
             when = time.time() + delay_s
             conn.executemany(
-                "UPDATE messages SET visible_at = ?, leased = 0 WHERE id = ? AND state = 0",
-                [(when, i) for i in ids],
+                "UPDATE messages SET visible_at = ?, leased = 0, error = coalesce(?, error)"
+                " WHERE id = ? AND state = 0",
+                [(when, None if error is None else error[:4000], i) for i in ids],
             )
 
         await self._call(op)
@@ -367,6 +377,48 @@ class SqliteQueue:
     async def ping(self) -> None:
         await self._call(lambda conn: conn.execute("SELECT 1").fetchone())
 
+    async def trace_status(self, key: str, topic_prefix: str) -> list[DeliveryRecord]:
+        """Every message of trace ``key`` in ``traces`` and in topics under ``topic_prefix``."""
+
+        def op(conn: sqlite3.Connection) -> list[DeliveryRecord]:
+            rows = conn.execute(
+                "SELECT id, topic, state, attempts, error, created_at, done_at FROM messages"
+                " WHERE key = ? AND (topic = ? OR substr(topic, 1, ?) = ?) ORDER BY id",
+                (key, TRACES_TOPIC, len(topic_prefix), topic_prefix),
+            ).fetchall()
+            return [_record(*row) for row in rows]
+
+        return await self._call(op)
+
+    async def list_retained(
+        self, since: float, until: float, after_id: int = 0, limit: int = 500
+    ) -> list[Message]:
+        """Processed ``traces`` messages created in [since, until), by id after ``after_id``."""
+
+        def op(conn: sqlite3.Connection) -> list[Message]:
+            rows = conn.execute(
+                "SELECT id, key, payload, attempts, created_at FROM messages"
+                " WHERE topic = ? AND state = 1 AND id > ? AND created_at >= ?"
+                " AND created_at < ? ORDER BY id LIMIT ?",
+                (TRACES_TOPIC, after_id, since, until, limit),
+            ).fetchall()
+            return [Message(r[0], TRACES_TOPIC, bytes(r[2]), r[3], r[4], r[1]) for r in rows]
+
+        return await self._call(op)
+
+    async def purge_dead(self, topic: str, ids: Sequence[int] | None = None) -> int:
+        """Delete dead letters of ``topic`` (only ``ids`` if given); returns how many."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            sql = "DELETE FROM messages WHERE state = 2 AND topic = ?"
+            args: list[Any] = [topic]
+            if ids is not None:
+                sql += f" AND id IN ({','.join('?' * len(ids)) or 'NULL'})"
+                args.extend(ids)
+            return conn.execute(sql, args).rowcount
+
+        return await self._call(op)
+
     async def get_retained(self, key: str) -> bytes | None:
         """The stored payload of a trace by its key (id), if retained."""
 
@@ -378,3 +430,25 @@ class SqliteQueue:
             return None if row is None else bytes(row[0])
 
         return await self._call(op)
+
+
+def _record(
+    id_: int,
+    topic: str,
+    state: int,
+    attempts: int,
+    error: str | None,
+    created_at: float,
+    done_at: float | None,
+) -> DeliveryRecord:
+    """A row as a status: ``traces`` rows are queued/processed; deliveries are pending
+    (not yet tried), retrying (tried, failed, will retry), delivered or dead."""
+    if topic == TRACES_TOPIC:
+        name = "processed" if state == ACKED else "queued"
+    elif state == ACKED:
+        name = "delivered"
+    elif state == DEAD:
+        name = "dead"
+    else:
+        name = "retrying" if error else "pending"
+    return DeliveryRecord(id_, topic, name, attempts, error, created_at, done_at)
