@@ -54,7 +54,9 @@ CREATE TABLE IF NOT EXISTS messages (
     error TEXT,
     leased INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS messages_ready ON messages (topic, state, visible_at);
+-- leases walk this in id order and stop after LIMIT rows: no sort of the whole backlog
+DROP INDEX IF EXISTS messages_ready;
+CREATE INDEX IF NOT EXISTS messages_ready_by_id ON messages (topic, state, id);
 CREATE INDEX IF NOT EXISTS messages_done ON messages (state, done_at);
 CREATE INDEX IF NOT EXISTS messages_key ON messages (key);
 """
