@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from untrace_server.cli_manage import destinations_app, replay_cmd, secrets_app, traces_app
 from untrace_server.cli_rules import rules_app
 from untrace_server.config import Settings, load_settings, parse_duration
 from untrace_server.control.keys import SCOPES, generate_key, load_server_secret
@@ -31,6 +32,10 @@ dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(rules_app, name="rules")
+app.add_typer(destinations_app, name="destinations")
+app.add_typer(traces_app, name="traces")
+app.add_typer(secrets_app, name="secrets")
+app.command("replay")(replay_cmd)
 console = Console(width=None if sys.stdout.isatty() else 240)
 err_console = Console(stderr=True)
 
@@ -53,6 +58,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="listen port")] = None,
     data_dir: DataDirOpt = None,
     role: Annotated[str | None, typer.Option(help="all, api or worker")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
 ) -> None:
     """Run the server (receivers, worker and deliverers in one process by default)."""
     import uvicorn
@@ -74,6 +81,9 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=int(max(1, settings.shutdown_grace_s)),
         access_log=False,
+        # Python's server context refuses anything older than TLS 1.2
+        ssl_certfile=str(tls_cert or settings.security.tls_cert or "") or None,
+        ssl_keyfile=str(tls_key or settings.security.tls_key or "") or None,
     )
 
 

@@ -1,0 +1,168 @@
+"""``untrace destinations|replay|traces|secrets …``: the management API from the command
+line. With ``--url`` (and ``--key`` / ``UNTRACE_KEY``) against a running server; ``secrets
+rotate`` works on the local store. Long operations show a progress bar."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.progress import Progress
+
+__all__ = ["destinations_app", "replay_cmd", "secrets_app", "traces_app"]
+
+destinations_app = typer.Typer(no_args_is_help=True, help="Destinations (through the API).")
+traces_app = typer.Typer(no_args_is_help=True, help="Trace delivery status (through the API).")
+secrets_app = typer.Typer(no_args_is_help=True, help="Secrets at rest.")
+
+UrlOpt = Annotated[str, typer.Option("--url", envvar="UNTRACE_URL", help="server base URL")]
+KeyOpt = Annotated[str, typer.Option("--key", envvar="UNTRACE_KEY", help="API key")]
+CustomerOpt = Annotated[str | None, typer.Option("--customer", help="admin: act for")]
+
+
+def _call(url: str, key: str, method: str, path: str, **kw: Any) -> Any:
+    params = kw.pop("params", {}) or {}
+    with httpx.Client(base_url=url.rstrip("/"), timeout=60) as client:
+        r = client.request(
+            method, path, headers={"Authorization": f"Bearer {key}"}, params=params, **kw
+        )
+    if r.status_code >= 400:
+        try:
+            message = r.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = r.text
+        typer.echo(f"error {r.status_code}: {message}", err=True)
+        raise typer.Exit(1)
+    return r.json() if r.content else None
+
+
+def _print(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@destinations_app.command("list")
+def destinations_list(url: UrlOpt, key: KeyOpt, customer: CustomerOpt = None) -> None:
+    """List destinations (secrets masked)."""
+    _print(
+        _call(
+            url,
+            key,
+            "GET",
+            "/api/v1/destinations",
+            params={"customer": customer} if customer else {},
+        )
+    )
+
+
+@destinations_app.command("create")
+def destinations_create(
+    url: UrlOpt,
+    key: KeyOpt,
+    id: Annotated[str, typer.Option("--id")],
+    type: Annotated[str, typer.Option("--type")],
+    config: Annotated[str, typer.Option("--config-json", help="the connector config as JSON")],
+) -> None:
+    """Create a destination; the config is validated by its connector."""
+    body = {"id": id, "type": type, "config": json.loads(config)}
+    _print(_call(url, key, "POST", "/api/v1/destinations", json=body))
+
+
+@destinations_app.command("delete")
+def destinations_delete(url: UrlOpt, key: KeyOpt, id: str) -> None:
+    _call(url, key, "DELETE", f"/api/v1/destinations/{id}")
+    typer.echo(f"deleted {id}")
+
+
+@destinations_app.command("test")
+def destinations_test(url: UrlOpt, key: KeyOpt, id: str) -> None:
+    """Send one synthetic trace and report the result."""
+    result = _call(url, key, "POST", f"/api/v1/destinations/{id}/test")
+    _print(result)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@destinations_app.command("health")
+def destinations_health(url: UrlOpt, key: KeyOpt, id: str) -> None:
+    _print(_call(url, key, "GET", f"/api/v1/destinations/{id}/health"))
+
+
+@traces_app.command("status")
+def traces_status(url: UrlOpt, key: KeyOpt, trace_id: str) -> None:
+    """Per destination: pending, retrying, delivered or dead."""
+    _print(_call(url, key, "GET", f"/api/v1/traces/{trace_id}"))
+
+
+def replay_cmd(
+    url: UrlOpt,
+    key: KeyOpt,
+    destination: Annotated[str, typer.Option(help="the destination to backfill")],
+    since: Annotated[str, typer.Option(help="how far back: 2h, 3d …")],
+    filter: Annotated[str | None, typer.Option(help="condition group as JSON")] = None,
+) -> None:
+    """Re-send retained traces of a time range to one destination, with progress."""
+    from untrace_server.config import parse_duration
+
+    body: dict[str, Any] = {
+        "destination": destination,
+        "since": time.time() - parse_duration(since),
+    }
+    if filter:
+        body["filter"] = json.loads(filter)
+    job = _call(url, key, "POST", "/api/v1/replay", json=body)
+    with Progress() as progress:
+        task = progress.add_task(f"replay to {destination}", total=None)
+        while job["state"] == "running":
+            progress.update(
+                task, completed=job["scanned"], description=f"published {job['published']}"
+            )
+            time.sleep(0.5)
+            job = _call(url, key, "GET", f"/api/v1/replay/{job['id']}")
+        progress.update(task, total=job["scanned"], completed=job["scanned"])
+    _print(job)
+    if job["state"] != "done":
+        raise typer.Exit(1)
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+) -> None:
+    """Re-wrap every stored destination secret under a new master key. Without a
+    configured UNTRACE_MASTER_KEY a new key is generated into the data dir's key file
+    (the old one stays there for the other nodes); with one, the stored secrets are
+    re-wrapped under it (keep the old in security.previous_master_keys until done)."""
+    from untrace_server.cli import load_cli_settings
+    from untrace_server.control import crypto
+    from untrace_server.control.keys import load_server_secret
+    from untrace_server.control.store import ControlStore
+
+    settings = load_cli_settings(config, data_dir)
+    if not settings.master_key:
+        path = crypto.keyring_file(settings.data_dir)
+        existing = path.read_text().split() if path.exists() else []
+        crypto.write_keyring_file(path, [crypto.new_master_key(), *existing])
+    keyring = crypto.load_keyring(
+        settings.master_key, settings.security.previous_master_keys, settings.data_dir
+    )
+
+    async def go() -> int:
+        store = ControlStore(
+            settings.effective_database_url,
+            load_server_secret(settings.secret_key, settings.data_dir),
+            keyring,
+        )
+        await store.start()
+        try:
+            return await store.rewrap_secrets()
+        finally:
+            await store.close()
+
+    count = asyncio.run(go())
+    typer.echo(f"re-wrapped the secrets of {count} destinations under key {keyring.current}")
