@@ -26,6 +26,8 @@ __all__ = ["CaptureBuffer"]
 
 log = logging.getLogger("untrace.proxy")
 
+_YIELD_EVERY = 16
+
 
 class CaptureBuffer:
     def __init__(
@@ -89,7 +91,9 @@ class CaptureBuffer:
         items = self._items
         batch = [items.popleft() for _ in range(min(self.batch_size, len(items)))]
         by_customer: dict[str, list[model.Trace]] = {}
-        for exchange in batch:
+        for n, exchange in enumerate(batch, 1):
+            if n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # short slices: requests never wait on a whole batch
             try:
                 trace = self.to_trace(exchange)
             except Exception:
