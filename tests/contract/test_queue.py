@@ -131,6 +131,22 @@ async def test_budget_full_rejects_whole_publish(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", LOCAL_BUDGET)
+async def test_retained_rows_make_room_for_new_data(kind: str, tmp_path: Path) -> None:
+    queue = make(kind, tmp_path, budget_bytes=300_000)
+    await queue.start()
+    try:
+        for i in range(2000):  # ~2 MB through a 300 KB budget: acked rows are evicted
+            await queue.publish(TRACES_TOPIC, [(f"t{i}", b"x" * 1000)])
+            (m,) = await queue.lease(TRACES_TOPIC, 1, 30)
+            await queue.ack([m.id])
+        assert (await queue.stats()).bytes_used <= 300_000
+        assert await queue.get_retained("t1999") is not None  # type: ignore[attr-defined]
+        assert await queue.get_retained("t0") is None  # type: ignore[attr-defined]
+    finally:
+        await queue.close()
+
+
+@pytest.mark.parametrize("kind", LOCAL_BUDGET)
 async def test_acked_traces_are_retained_then_pruned(kind: str, tmp_path: Path) -> None:
     # Redis keeps acked traces in the stream too (trimmed by MINID), without a key index
     queue = make(kind, tmp_path)

@@ -63,6 +63,8 @@ class MemoryQueue:
         self._check()
         size = sum(len(p) + len(k) + 64 for k, p in items)
         if self._used + size > self.budget_bytes:
+            self._make_room(size)
+        if self._used + size > self.budget_bytes:
             raise QueueFull(f"queue budget of {self.budget_bytes} bytes is used up")
         now = time.time()
         ids: list[MessageId] = []
@@ -148,6 +150,16 @@ class MemoryQueue:
             if row.topic in self._events:
                 self._events[row.topic].set()
         return count
+
+    def _make_room(self, need: int) -> None:
+        """Acked rows are retained only while there is room: evict the oldest first."""
+        for row in sorted(
+            (r for r in self._rows.values() if r.state == 1), key=lambda r: r.done_at
+        ):
+            if self._used + need <= self.budget_bytes:
+                return
+            del self._rows[row.id]
+            self._used -= len(row.payload) + len(row.key) + 64
 
     async def prune(self, now: float | None = None) -> int:
         cutoff = (time.time() if now is None else now) - self.retention_s

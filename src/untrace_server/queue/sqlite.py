@@ -214,6 +214,8 @@ class SqliteQueue:
             return []
         size = sum(len(p) + len(k) + 64 for k, p in items)
         if self._used_bytes + size > self.budget_bytes:
+            await self._call(lambda conn: self._make_room(conn, size))
+        if self._used_bytes + size > self.budget_bytes:
             raise QueueFull(
                 f"queue disk budget of {self.budget_bytes} bytes is used up", retry_after=5.0
             )
@@ -338,6 +340,21 @@ class SqliteQueue:
         for event_topic in list(self._events):
             self._notify(event_topic)
         return count
+
+    def _make_room(self, conn: sqlite3.Connection, need: int) -> None:
+        """Acked rows (retained traces, delivery records) are kept only while there is
+        room: evict the oldest first, down to 5 % under the budget. Unacked data is never
+        evicted; if it alone fills the budget, publishing fails with QueueFull."""
+        target = self.budget_bytes - need - self.budget_bytes // 20
+        self._refresh_usage(conn)
+        while self._used_bytes > target:
+            cur = conn.execute(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE state = 1"
+                " ORDER BY done_at LIMIT 2000)"
+            )
+            self._refresh_usage(conn)
+            if cur.rowcount == 0:
+                return
 
     async def prune(self, now: float | None = None) -> int:
         """Delete acked messages older than the retention; returns how many."""
