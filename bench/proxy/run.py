@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -19,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import uvloop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,11 +33,14 @@ from procs import (  # noqa: E402
     start_mock,
     start_untrace,
 )
+from rawclient import RawClient  # noqa: E402
 
-BODY = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+BODY = json.dumps(
+    {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+).encode()
 STREAM_BODY = json.dumps(
     {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-)
+).encode()
 
 
 def pct(values: list[float], p: float) -> float:
@@ -49,26 +52,18 @@ class Target:
     def __init__(self, name: str, url: str, headers: dict[str, str], proc: Proc | None) -> None:
         self.name, self.url, self.headers, self.proc = name, url, headers, proc
 
-    async def call(self, session: aiohttp.ClientSession, stream: bool = False) -> float:
+    async def call(self, session: RawClient, stream: bool = False) -> float:
         """Seconds to the whole body (plain) or to the first body byte (stream)."""
         started = time.perf_counter()
-        async with session.post(
-            self.url, data=STREAM_BODY if stream else BODY, headers=self.headers
-        ) as resp:
-            if stream:
-                await resp.content.readany()
-                elapsed = time.perf_counter() - started
-                await resp.read()
-            else:
-                await resp.read()
-                elapsed = time.perf_counter() - started
-            if resp.status != 200:
-                raise RuntimeError(f"{self.name}: HTTP {resp.status}")
+        status, first = await session.post(self.url, STREAM_BODY if stream else BODY, self.headers)
+        elapsed = (first if stream else time.perf_counter()) - started
+        if status != 200:
+            raise RuntimeError(f"{self.name}: HTTP {status}")
         return elapsed
 
 
 async def interleaved(
-    session: aiohttp.ClientSession, targets: list[Target], concurrency: int, seconds: float,
+    session: RawClient, targets: list[Target], concurrency: int, seconds: float,
     stream: bool = False, rounds: int | None = None,
 ) -> dict[str, list[float]]:  # fmt: skip
     """Each worker cycles through the targets, so all see the same moment of the machine."""
@@ -86,7 +81,7 @@ async def interleaved(
     return samples
 
 
-async def open_loop(session: aiohttp.ClientSession, target: Target, rate: float, seconds: float):  # type: ignore[no-untyped-def]
+async def open_loop(session: RawClient, target: Target, rate: float, seconds: float):  # type: ignore[no-untyped-def]
     """Requests sent on a fixed schedule; latency counted from the scheduled time."""
     latencies: list[float] = []
     errors = 0
@@ -97,10 +92,9 @@ async def open_loop(session: aiohttp.ClientSession, target: Target, rate: float,
     async def one(at: float) -> None:
         nonlocal errors
         try:
-            async with session.post(target.url, data=BODY, headers=target.headers) as resp:
-                await resp.read()
-                if resp.status != 200:
-                    errors += 1
+            status, _ = await session.post(target.url, BODY, target.headers)
+            if status != 200:
+                errors += 1
         except Exception:
             errors += 1
         latencies.append(time.perf_counter() - at)
@@ -138,8 +132,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         peers.append(Target("litellm", f"{litellm.url}/v1/chat/completions", auth, litellm))
     results: dict[str, Any] = {"role": args.role}
     try:
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        with contextlib.closing(RawClient()) as session:
             for t in [direct, *peers]:  # warm up pools and caches
                 for _ in range(50 if t.name != "litellm" else 20):
                     await t.call(session)

@@ -40,11 +40,13 @@ async def relay(
     status = response.status
     content_type = response.headers.get("Content-Type", "")
     is_stream = content_type.startswith("text/event-stream")
-    strip = exchange is not None and exchange.injected_usage and is_stream
+    encoding = response.headers.get("Content-Encoding")
+    # the rewrite needs plain text: a compressed stream is relayed as it came
+    strip = exchange is not None and exchange.injected_usage and is_stream and not encoding
     if exchange is not None:
         exchange.status = status
         exchange.stream = is_stream
-        exchange.content_encoding = response.headers.get("Content-Encoding")
+        exchange.content_encoding = encoding
     headers = response_headers(response.raw_headers, drop_length=strip)
     length = response.content_length
     if not is_stream and length is not None and length <= _READ_WHOLE:

@@ -38,6 +38,7 @@ class UpstreamPool:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._by_base: dict[str, CircuitBreaker] = {}
 
     async def start(self) -> None:
         if self._session is not None:
@@ -65,12 +66,16 @@ class UpstreamPool:
             await session.close()
 
     def breaker(self, base_url: str) -> CircuitBreaker:
-        parts = urlsplit(base_url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        breaker = self._breakers.get(origin)
+        """One breaker per upstream origin (scheme://host:port), cached per base URL."""
+        breaker = self._by_base.get(base_url)
         if breaker is None:
-            breaker = CircuitBreaker(self.config.breaker_failures, self.config.breaker_reset_s)
-            self._breakers[origin] = breaker
+            parts = urlsplit(base_url)
+            origin = f"{parts.scheme}://{parts.netloc}"
+            breaker = self._breakers.get(origin)
+            if breaker is None:
+                breaker = CircuitBreaker(self.config.breaker_failures, self.config.breaker_reset_s)
+                self._breakers[origin] = breaker
+            self._by_base[base_url] = breaker
         return breaker
 
     async def send(

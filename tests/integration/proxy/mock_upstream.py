@@ -20,6 +20,8 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -56,7 +58,9 @@ class MockUpstream:
                 Route("/v1/responses", self.responses, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/v1/messages", self.messages, methods=["POST"]),
-            ]
+            ],
+            # like the real APIs, compress JSON answers when asked (streams are left alone)
+            middleware=[Middleware(GZipMiddleware, minimum_size=200)],
         )
         self.server: uvicorn.Server | None = None
 

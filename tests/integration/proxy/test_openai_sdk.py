@@ -80,6 +80,7 @@ def test_headers_that_matter_are_relayed(proxy_env: ProxyEnv) -> None:
         model="gpt-4o-mini", messages=MESSAGES
     )
     assert raw.status_code == 200
+    assert raw.headers["content-encoding"] == "gzip"  # relayed compressed, as it came
     for name in ("x-request-id", "openai-processing-ms", "content-type", "content-length"):
         assert raw.headers[name] == direct.headers[name]
     assert raw.http_response.content == direct.http_response.content

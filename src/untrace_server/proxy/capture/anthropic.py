@@ -18,6 +18,7 @@ from untrace_server.proxy.capture.base import (
     body_json,
     error_from_body,
     first_token_ms,
+    plain_chunks,
     sse_events,
     to_messages,
     tokens_per_second,
@@ -111,7 +112,7 @@ def _capture_stream(trace: model.Trace, exchange: Exchange) -> float | None:
     blocks: dict[int, dict[str, Any]] = {}
     usage: model.Usage | None = None
     stop = None
-    for at, _name, data in sse_events(exchange.chunks):
+    for at, _name, data in sse_events(plain_chunks(exchange)):
         if not isinstance(data, dict):
             continue
         kind = data.get("type")

@@ -18,6 +18,7 @@ __all__ = [
     "body_json",
     "error_from_body",
     "first_token_ms",
+    "plain_chunks",
     "sse_events",
     "to_messages",
     "tokens_per_second",
@@ -93,6 +94,22 @@ def body_json(data: bytes, encoding: str | None = None) -> Any:
         return _decoder.decode(data)
     except msgspec.DecodeError:
         return None
+
+
+def plain_chunks(exchange: Exchange) -> list[tuple[float, bytes]]:
+    """The stream's chunks as text: a compressed stream is inflated whole (its events
+    then all carry the time of the first chunk)."""
+    encoding = exchange.content_encoding
+    if not exchange.chunks or encoding in (None, "", "identity"):
+        return exchange.chunks
+    if encoding not in ("gzip", "deflate"):
+        return []
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    try:
+        text = zlib.decompressobj(wbits).decompress(b"".join(c for _, c in exchange.chunks))
+    except zlib.error:
+        return []
+    return [(exchange.chunks[0][0], text)]
 
 
 def sse_events(chunks: list[tuple[float, bytes]]) -> Iterator[tuple[float, str, Any]]:

@@ -12,6 +12,7 @@ from untrace_server.proxy.capture.base import (
     body_json,
     error_from_body,
     first_token_ms,
+    plain_chunks,
     sse_events,
     to_messages,
     tokens_per_second,
@@ -153,7 +154,7 @@ def _capture_stream(trace: model.Trace, exchange: Exchange) -> float | None:
         return _capture_responses_stream(trace, exchange)
     first_at: float | None = None
     choices: dict[int, dict[str, Any]] = {}
-    for at, _name, data in sse_events(exchange.chunks):
+    for at, _name, data in sse_events(plain_chunks(exchange)):
         if not isinstance(data, dict):
             continue
         if isinstance(data.get("model"), str):
@@ -204,7 +205,7 @@ def _capture_stream(trace: model.Trace, exchange: Exchange) -> float | None:
 def _capture_responses_stream(trace: model.Trace, exchange: Exchange) -> float | None:
     first_at: float | None = None
     texts: list[str] = []
-    for at, _name, data in sse_events(exchange.chunks):
+    for at, _name, data in sse_events(plain_chunks(exchange)):
         if not isinstance(data, dict):
             continue
         kind = data.get("type", "")
