@@ -64,10 +64,10 @@ def ip_allowed(address: str | None, cidrs: Iterable[str]) -> bool:
 
 def client_address(scope: Scope, trusted: tuple[Network, ...]) -> str | None:
     client = scope.get("client")
-    peer = client[0] if client else None
+    peer: str | None = client[0] if client else None
     if peer is None or not trusted or not _in(peer, trusted):
         return peer
-    forwarded = [
+    forwarded: list[str] = [
         part.strip()
         for name, value in scope.get("headers", [])
         if name == b"x-forwarded-for"

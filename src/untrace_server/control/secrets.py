@@ -84,7 +84,12 @@ def merge_masked(type_name: str, new: dict[str, Any], old: dict[str, Any] | None
 def secret_values(type_name: str, config: dict[str, Any]) -> list[str]:
     """The plaintext secrets of a (decrypted) config, e.g. to scrub them from messages."""
     found: list[str] = []
-    _map(type_name, config, lambda v: found.append(v) or v)
+
+    def collect(value: str) -> str:
+        found.append(value)
+        return value
+
+    _map(type_name, config, collect)
     return [v for v in found if v]
 
 

@@ -16,73 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from untrace_server.control.crypto import Keyring
 from untrace_server.control.keys import ApiKey, hash_key, key_prefix
+from untrace_server.control.schema import (
+    add_missing_columns,
+    api_keys,
+    changes,
+    customers,
+    destinations,
+    metadata,
+    routing_versions,
+)
 from untrace_server.control.secrets import decrypt_config, encrypt_config, rewrap_config
 from untrace_server.errors import ConfigError
 
 __all__ = ["ControlStore", "RoutingVersion", "StoredDestination", "async_url"]
-
-metadata = sa.MetaData()
-
-customers = sa.Table(
-    "customers",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
-api_keys = sa.Table(
-    "api_keys",
-    metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("customer_id", sa.String(64), sa.ForeignKey("customers.id"), nullable=False),
-    sa.Column("prefix", sa.String(32), nullable=False, index=True),
-    sa.Column("hash", sa.String(64), nullable=False, unique=True),
-    sa.Column("scopes", sa.String(200), nullable=False),
-    sa.Column("name", sa.String(200), nullable=False, default=""),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("expires_at", sa.Float),
-    sa.Column("revoked_at", sa.Float),
-    sa.Column("last_used_at", sa.Float),
-    sa.Column("metadata", sa.Text, nullable=False, default="{}"),
-    sa.Column("requests_per_s", sa.Integer),
-    sa.Column("traces_per_s", sa.Integer),
-    sa.Column("ip_allowlist", sa.Text),  # JSON list of CIDRs
-)
-
-
-destinations = sa.Table(
-    "destinations",
-    metadata,
-    sa.Column("customer_id", sa.String(64), sa.ForeignKey("customers.id"), primary_key=True),
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("type", sa.String(64), nullable=False),
-    sa.Column("config", sa.Text, nullable=False),  # JSON (secrets encrypted by issue 8)
-    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
-routing_versions = sa.Table(
-    "routing_versions",
-    metadata,
-    sa.Column("customer_id", sa.String(64), sa.ForeignKey("customers.id"), primary_key=True),
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("document", sa.Text, nullable=False),  # JSON routing document (DESIGN §7)
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("created_by", sa.String(200), nullable=False, default=""),
-    sa.Column("comment", sa.String(500), nullable=False, default=""),
-)
-
-# One row per customer and kind ("destinations", "routing"): bumped on every change, so
-# every node notices a change with one cheap query.
-changes = sa.Table(
-    "changes",
-    metadata,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("customer_id", sa.String(64), nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("at", sa.Float, nullable=False),
-)
 
 
 def async_url(url: str) -> str:
@@ -139,20 +85,6 @@ def _row_to_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
 
 # Columns added after the first release: (table, column, SQL type) — added on start to
 # a store created by an older version (create_all never alters an existing table).
-_ADDED_COLUMNS = (
-    ("api_keys", "requests_per_s", "INTEGER"),
-    ("api_keys", "traces_per_s", "INTEGER"),
-    ("api_keys", "ip_allowlist", "TEXT"),
-)
-
-
-def _add_missing_columns(conn: Any) -> None:
-    inspector = sa.inspect(conn)
-    for table, column, type_ in _ADDED_COLUMNS:
-        if column not in {c["name"] for c in inspector.get_columns(table)}:
-            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {type_}"))
-
-
 class ControlStore:
     def __init__(self, url: str, secret: bytes, keyring: Keyring | None = None) -> None:
         self.url = url
@@ -177,7 +109,7 @@ class ControlStore:
         self._engine = create_async_engine(async_url(self.url))
         async with self._engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
-            await conn.run_sync(_add_missing_columns)
+            await conn.run_sync(add_missing_columns)
 
     async def close(self) -> None:
         if self._engine is not None:

@@ -176,7 +176,7 @@ class _Compiler:
             return f"({v} != {self.const(value)})"
         if operator == "exists":
             return f"({v} is None)" if value is False else f"({v} is not None)"
-        if operator == "in" and all(type(x) is str for x in value):
+        if operator == "in" and isinstance(value, list) and all(type(x) is str for x in value):
             s = self.const(frozenset(value))
             return f"({v}.__class__ is str and {v} in {s})"
         return f"{self.const(test)}({v})"

@@ -1,11 +1,9 @@
 """The embedded durable queue: one SQLite file in WAL mode, one writer thread, group commit.
 
 Every operation that writes (publish, lease, ack, nack, dead, replay, prune) is a small
-function run on the single writer thread. The thread takes every operation waiting,
-runs them in ONE transaction (each under its own savepoint, so one failing operation
-fails alone), commits once — with ``synchronous=FULL`` that is one fsync for the whole
-group — and then resolves each caller's future. Concurrent publishers therefore share
-commits, and each publish returns only after its rows are on disk.
+function run on the single writer thread (``_sqlite_writer.GroupCommitWriter``):
+concurrent publishers share commits, and each publish returns only after its rows are
+on disk.
 
 Reads that need no consistency with writes (stats) use the same thread too: SQLite
 serialises writers anyway, and one connection keeps the design simple.
@@ -15,16 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue as threadqueue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
 from untrace_server.errors import QueueFull, QueueUnavailable
+from untrace_server.queue._sqlite_writer import GroupCommitWriter
 from untrace_server.queue.base import (
     TRACES_TOPIC,
     DeadLetter,
@@ -61,8 +57,6 @@ CREATE INDEX IF NOT EXISTS messages_done ON messages (state, done_at);
 CREATE INDEX IF NOT EXISTS messages_key ON messages (key);
 """
 
-_MAX_GROUP = 512  # operations per transaction
-
 
 class SqliteQueue:
     # Acked deliveries are kept (payload emptied) for the retention, with the last error
@@ -83,37 +77,24 @@ class SqliteQueue:
         self.budget_bytes = budget_bytes
         self.retention_s = retention_s
         self.retain_topics = frozenset(retain_topics)
-        self._ops: threadqueue.SimpleQueue[
-            tuple[Callable[[sqlite3.Connection], Any], Future[Any]] | None
-        ] = threadqueue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._writer = GroupCommitWriter(
+            self._open, name="untrace-sqlite-queue", after_commit=self._after_commit
+        )
         self._page_size = 4096
         self._used_bytes = 0
         self._events: dict[str, asyncio.Event] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._loop = asyncio.get_running_loop()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        ready: Future[None] = Future()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), name="untrace-sqlite-queue", daemon=True
-        )
-        self._thread.start()
-        await asyncio.wrap_future(ready)
+        try:
+            await self._writer.start()
+        except QueueUnavailable as exc:
+            raise QueueUnavailable(f"cannot open queue at {self.path}: {exc}") from None
 
     async def close(self) -> None:
-        if self._thread is None or self._closed:
-            return
-        self._closed = True
-        self._ops.put(None)
-        await asyncio.to_thread(self._thread.join)
+        await self._writer.close()
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -136,76 +117,12 @@ class SqliteQueue:
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
         self._used_bytes = (pages - free) * self._page_size
 
-    def _run(self, ready: Future[None]) -> None:
-        try:
-            conn = self._conn = self._open()
-        except Exception as exc:
-            ready.set_exception(QueueUnavailable(f"cannot open queue at {self.path}: {exc}"))
-            return
-        ready.set_result(None)
-        commits = 0
-        while True:
-            first = self._ops.get()
-            if first is None:
-                break
-            group = [first]
-            stop = False
-            while len(group) < _MAX_GROUP:
-                try:
-                    item = self._ops.get_nowait()
-                except threadqueue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                group.append(item)
-            self._run_group(conn, group)
-            commits += 1
-            if commits % 64 == 0:
-                self._refresh_usage(conn)
-            if stop:
-                break
-        conn.close()
-
-    def _run_group(
-        self,
-        conn: sqlite3.Connection,
-        group: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]],
-    ) -> None:
-        results: list[tuple[Future[Any], bool, Any]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, fut in group:
-                conn.execute("SAVEPOINT op")
-                try:
-                    value = fn(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append((fut, False, exc))
-                else:
-                    conn.execute("RELEASE op")
-                    results.append((fut, True, value))
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            error = QueueUnavailable(f"queue write failed: {exc}")
-            for _, fut in group:
-                fut.set_exception(error)
-            return
-        for fut, ok, value in results:
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
+    def _after_commit(self, conn: sqlite3.Connection, commits: int) -> None:
+        if commits % 64 == 0:
+            self._refresh_usage(conn)
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._thread is None or self._closed:
-            raise QueueUnavailable("queue is not running")
-        fut: Future[T] = Future()
-        self._ops.put((fn, fut))
-        return await asyncio.wrap_future(fut)
+        return await self._writer.call(fn)
 
     # -- operations ---------------------------------------------------------------
 

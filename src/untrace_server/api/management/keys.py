@@ -18,13 +18,14 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 
 Scope = Literal["ingest", "proxy", "read", "write", "admin"]
+_INGEST: Scope = "ingest"
 KeyId = Annotated[str, Path(max_length=64)]
 
 
 class KeyCreate(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     name: str = pydantic.Field("", max_length=200)
-    scopes: list[Scope] = pydantic.Field(default_factory=lambda: ["ingest"], min_length=1)
+    scopes: list[Scope] = pydantic.Field(default_factory=lambda: [_INGEST], min_length=1)
     expires_in_s: int | None = pydantic.Field(None, gt=0, le=10 * 365 * 86400)
     metadata: dict[str, str] = pydantic.Field(default_factory=dict, max_length=50)
     requests_per_s: int | None = pydantic.Field(None, gt=0, le=1_000_000)
