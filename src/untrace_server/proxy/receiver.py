@@ -147,7 +147,7 @@ class _Endpoint:
 def _remainder(scope: Scope, prefix: str) -> str:
     """The request path after the provider prefix, still percent-encoded."""
     raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if raw else scope["path"]
+    path: str = raw.decode("latin-1") if raw else scope["path"]
     root = scope.get("app_root_path") or ""
     if root and path.startswith(root):
         path = path[len(root) :]

@@ -80,7 +80,12 @@ async def _relay_chunks(
 ) -> None:
     stripper = UsageStripper() if strip else None
     watcher = asyncio.ensure_future(receive())  # completes when the client goes away
-    watcher.add_done_callback(lambda f: f.cancelled() or response.close())
+
+    def client_gone(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled():  # stop the upstream call: no more tokens spent
+            response.close()
+
+    watcher.add_done_callback(client_gone)
     chunks = exchange.chunks if exchange is not None else None
     captured = 0
     error: BaseException | None = None
