@@ -13,7 +13,6 @@ Raw ASGI, not a Starlette endpoint: the hot path stays a few function calls deep
 
 from __future__ import annotations
 
-import gc
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -61,10 +60,6 @@ class ProxyReceiver:
     async def start(self) -> None:
         await self.pool.start()
         await self.buffer.start()
-        # Everything built at start-up lives as long as the process: move it out of the
-        # collector's sight. Without this a full collection walks the whole heap and
-        # stalls every in-flight call for 40-100 ms (measured: docs/benchmarks.md#proxy).
-        gc.freeze()
 
     async def shutdown(self) -> None:
         await self.buffer.shutdown()
