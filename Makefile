@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test check lint bench clean
+.PHONY: setup run test check lint typecheck bench clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,10 +23,18 @@ lint: setup
 	$(BIN)/ruff check src sdk/python/src tests bench
 	$(BIN)/ruff format --check src sdk/python/src tests bench
 
-check: lint test
+typecheck: setup
+	$(BIN)/mypy src/untrace_server
+	$(BIN)/mypy --strict sdk/python/src
+
+check: lint typecheck test
 
 bench: setup
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/queue_backends.py
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/otlp.py
+	$(BIN)/python bench/sdk.py
 
 clean:
 	rm -rf $(VENV) .untrace .pytest_cache

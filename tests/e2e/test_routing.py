@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from tests.support.server import ServerProcess, make_trace, wait_until
 from tests.support.sink import WebhookSink
 
@@ -77,8 +76,9 @@ def eventually_routed(
     while time.monotonic() < deadline:
         i += 1
         assert server.post_traces([make(i)]).status_code == 202
-        wait_until(lambda: f"t-{i}" in by_id(want) or f"t-{i}" in by_id(other), 5)
-        if f"t-{i}" in by_id(want):
+        trace_id = f"t-{i}"
+        wait_until(lambda t=trace_id: t in by_id(want) or t in by_id(other), 5)
+        if trace_id in by_id(want):
             return True
         time.sleep(0.2)
     return False

@@ -16,21 +16,46 @@ def test_traces_posted_to_untrace_appear_in_phoenix(
     phoenix_url: str, server_factory: Callable[..., ServerProcess]
 ) -> None:
     config: dict[str, Any] = {
-        "customers": {"default": {
-            "destinations": [{"id": "phoenix", "type": "otlp", "config": {
-                "preset": "phoenix", "endpoint": phoenix_url, "project": "through-untrace"}}],
-            "routing": {"defaultDestinations": ["phoenix"]},
-        }},
+        "customers": {
+            "default": {
+                "destinations": [
+                    {
+                        "id": "phoenix",
+                        "type": "otlp",
+                        "config": {
+                            "preset": "phoenix",
+                            "endpoint": phoenix_url,
+                            "project": "through-untrace",
+                        },
+                    }
+                ],
+                "routing": {"defaultDestinations": ["phoenix"]},
+            }
+        },
         "delivery": {"max_wait_s": 0.05},
     }
     server = server_factory(config).start()
-    root = make_trace(1, id="srv-root", kind="chain", name="answer-question", model=None,
-                      provider=None, sessionId="sess-9")
-    child = make_trace(2, id="srv-child", parentId="srv-root", sessionId="sess-9",
-                       response={"content": "Paris.", "finish_reason": "stop",
-                                 "usage": {"prompt_tokens": 21, "completion_tokens": 2,
-                                           "total_tokens": 23}},
-                       request={"messages": [{"role": "user", "content": "Capital of France?"}]})
+    root = make_trace(
+        1,
+        id="srv-root",
+        kind="chain",
+        name="answer-question",
+        model=None,
+        provider=None,
+        sessionId="sess-9",
+    )
+    child = make_trace(
+        2,
+        id="srv-child",
+        parentId="srv-root",
+        sessionId="sess-9",
+        response={
+            "content": "Paris.",
+            "finish_reason": "stop",
+            "usage": {"prompt_tokens": 21, "completion_tokens": 2, "total_tokens": 23},
+        },
+        request={"messages": [{"role": "user", "content": "Capital of France?"}]},
+    )
     response = server.post_traces([root, child])
     assert response.status_code == 202, response.text
 
