@@ -6,8 +6,12 @@ Two numbers:
   2. end to end — ``untrace serve`` (one process, the default durable SQLite queue)
      taking ``POST /v1/traces`` bodies of --spans GenAI chat spans (about 1 KB each,
      current GenAI names with messages), --concurrency requests in flight, --seconds.
+     ``--pin`` runs the server on CPU 1 and this load generator on CPU 0 (``taskset``),
+     the "one core" number; ``--memory`` swaps the durable queue for ``memory://`` to
+     show what the queue's writes cost.
 
     .venv/bin/python bench/otlp.py [--seconds 10] [--spans 500] [--concurrency 4]
+                                   [--pin] [--memory]
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from tests.support.server import ADMIN_KEY, free_port  # noqa: E402
 
 from untrace_server import model  # noqa: E402
 from untrace_server.ingest._otlp_decode import decode_protobuf  # noqa: E402
-from untrace_server.ingest._otlp_map import span_to_trace  # noqa: E402
+from untrace_server.ingest._otlp_http import OtlpHandler  # noqa: E402
 
 UNTRACE = str(Path(sys.executable).parent / "untrace")
 
@@ -104,10 +108,15 @@ def build_body(n: int) -> bytes:
 
 
 def in_process(body: bytes, n: int, seconds: float = 3.0) -> float:
+    """What the handler does per request minus HTTP and the queue: decode, map (with
+    the root-id bookkeeping and checks of ``OtlpHandler.traces``), encode."""
+    handler = OtlpHandler(sink=None, max_body_bytes=len(body))  # type: ignore[arg-type]
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        for span in decode_protobuf(body):
-            model.encode(span_to_trace(span))
+        traces, problems = handler.traces(decode_protobuf(body))
+        assert len(traces) == n and not problems, problems[:1]
+        for trace in traces:
+            model.encode(trace)
         done += n
     return done / (time.perf_counter() - started)
 
@@ -136,6 +145,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--spans", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--pin", action="store_true", help="server on CPU 1, load on CPU 0")
+    parser.add_argument("--memory", action="store_true", help="memory:// queue, not SQLite")
     args = parser.parse_args()
     body = build_body(args.spans)
     print(
@@ -155,8 +166,11 @@ def main() -> None:
             "UNTRACE_LOG_LEVEL": "warning",
             "UNTRACE_ROLE": "api",
         }
+        if args.memory:
+            env["UNTRACE_QUEUE__URL"] = "memory://"
         server = subprocess.Popen(
             [
+                *(["taskset", "-c", "1"] if args.pin else []),
                 UNTRACE,
                 "serve",
                 "--config",
@@ -171,6 +185,8 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
+            if args.pin:
+                os.sched_setaffinity(0, {0})
             url = f"http://127.0.0.1:{port}"
             for _ in range(200):
                 try:
@@ -187,8 +203,10 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
+    queue = "memory:// queue" if args.memory else "durable sqlite queue"
+    where = "server pinned to CPU 1, load on CPU 0" if args.pin else "unpinned"
     print(
-        f"end to end (role=api, durable sqlite queue, 1 process): "
+        f"end to end (role=api, {queue}, 1 process, {where}): "
         f"{accepted / elapsed:,.0f} spans/s accepted, {errors} errors, "
         f"concurrency {args.concurrency}"
     )
