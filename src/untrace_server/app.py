@@ -29,6 +29,12 @@ from untrace_server.api.middleware import MetricsMiddleware
 from untrace_server.config import Settings
 from untrace_server.control.auth import Authenticator
 from untrace_server.control.crypto import load_keyring
+from untrace_server.control.fields import (
+    FieldCipher,
+    FieldDecryptingManager,
+    FieldEncryptingSink,
+    field_cipher,
+)
 from untrace_server.control.jwt import ServiceTokenVerifier
 from untrace_server.control.keys import load_server_secret
 from untrace_server.control.netallow import RequestContextMiddleware
@@ -61,6 +67,7 @@ class Components:
     auth: Authenticator
     sink: TraceSink
     topology: Topology
+    cipher: FieldCipher | None = None  # security.encrypt_fields
     delivery: DeliveryManager | None = None
     worker: TraceWorker | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -71,6 +78,7 @@ def build_components(settings: Settings) -> Components:
     secret = load_server_secret(settings.secret_key, settings.data_dir)
     security = settings.security
     keyring = load_keyring(settings.master_key, security.previous_master_keys, settings.data_dir)
+    cipher = field_cipher(settings, keyring)
     store = ControlStore(settings.effective_database_url, secret, keyring)
     queue = queue_from_settings(settings)
     for customer_id, customer in settings.customers.items():
@@ -95,8 +103,11 @@ def build_components(settings: Settings) -> Components:
             if security.jwt_secret
             else None,
         ),
-        sink=RateLimitedSink(queue, limiter),
+        sink=FieldEncryptingSink(queue, limiter, cipher)
+        if cipher
+        else RateLimitedSink(queue, limiter),
         topology=topology,
+        cipher=cipher,
     )
 
 
@@ -141,8 +152,11 @@ async def _run(c: Components) -> AsyncIterator[None]:
         await c.queue.start()
         stack.push_async_callback(c.queue.close)
         if settings.role in ("all", "worker"):
-            c.delivery = DeliveryManager(
-                c.queue, settings.delivery, str(settings.data_dir), settings.shutdown_grace_s
+            args = (c.queue, settings.delivery, str(settings.data_dir), settings.shutdown_grace_s)
+            c.delivery = (
+                FieldDecryptingManager(*args, cipher=c.cipher)
+                if c.cipher
+                else DeliveryManager(*args)
             )
             stack.push_async_callback(c.delivery.stop)
             c.topology.delivery = c.delivery

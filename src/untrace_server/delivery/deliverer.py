@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -72,6 +72,8 @@ class Deliverer:
         self.visibility_s = visibility_s
         self.send_timeout_s = send_timeout_s
         self.poll_s = poll_s
+        # payload → the Trace to send (control/fields.py swaps in one that decrypts fields)
+        self.decode_payload: Callable[[bytes], model.Trace] = model.decode
         self._stopping = asyncio.Event()
         self._next_retry = 0.0  # monotonic time of the earliest retry this loop scheduled
         self.last_success: float | None = None
@@ -144,7 +146,7 @@ class Deliverer:
         sendable: list[Message] = []
         for message in messages:
             try:
-                traces.append(model.decode(message.payload))
+                traces.append(self.decode_payload(message.payload))
                 sendable.append(message)
             except msgspec.DecodeError as exc:
                 await self._dead([message], f"undecodable payload: {exc}")

@@ -1,0 +1,116 @@
+"""Field-level encryption at rest (security.encrypt_fields) against a running server:
+the configured fields never reach the queue files in plaintext, the destination gets
+them back in plaintext, and rules see only ciphertext."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tests.conftest import webhook_config
+from tests.support.server import UNTRACE, ServerProcess, make_trace, wait_until
+from tests.support.sink import WebhookSink
+
+ServerFactory = Callable[..., ServerProcess]
+SinkFactory = Callable[..., WebhookSink]
+
+EMAIL = "alice.secret-user@example.org"
+QUESTION = "my card number is 4111-PLAINTEXT-QUESTION"
+PROFILE = {"plan": "enterprise-PLAINTEXT-PROFILE", "seats": 42}
+FIELDS = ["metadata.user_email", "metadata.profile", "request.messages[*].content"]
+NEEDLES = [EMAIL, "4111-PLAINTEXT-QUESTION", "PLAINTEXT-PROFILE"]
+
+
+def _queue_hits(data_dir: Path) -> list[str]:
+    found = []
+    for path in data_dir.glob("queue.db*"):
+        data = path.read_bytes()
+        found += [f"{path.name}: {n}" for n in NEEDLES if n.encode() in data]
+    return found
+
+
+def _trace(i: int) -> dict[str, Any]:
+    trace = make_trace(i)
+    trace["metadata"].update(user_email=EMAIL, profile=PROFILE)
+    trace["request"]["messages"] = [{"role": "user", "content": QUESTION}]
+    return trace
+
+
+def test_encrypted_fields_at_rest_plaintext_delivered(
+    server_factory: ServerFactory, sink_factory: SinkFactory
+) -> None:
+    sink = sink_factory()
+    config = webhook_config(("hook", sink))
+    config["security"] = {"encrypt_fields": FIELDS}
+    # a rule on the encrypted content never matches; its existence still does
+    config["customers"]["default"]["routing"]["rules"] = [
+        {
+            "id": "by-email",
+            "name": "by email",
+            "priority": 1,
+            "conditions": {
+                "all": [{"field": "$.metadata.user_email", "operator": "eq", "value": EMAIL}]
+            },
+            "actions": {"destinations": ["hook"], "metadata": {"matched": "content"}},
+        },
+    ]
+    server = server_factory(config).start()
+    assert server.post_traces([_trace(i) for i in range(5)]).status_code == 202
+    assert wait_until(lambda: sum(len(d.traces) for d in sink.deliveries) >= 5, 20)
+    delivered = [t for d in sink.deliveries for t in d.traces]
+    assert sorted(t["id"] for t in delivered) == [f"t-{i}" for i in range(5)]
+    for t in delivered:
+        assert t["metadata"]["user_email"] == EMAIL
+        assert t["metadata"]["profile"] == PROFILE  # the type comes back, not a string
+        assert t["request"]["messages"][0]["content"] == QUESTION
+        assert t["response"]["content"].startswith("answer")  # other fields untouched
+        assert "matched" not in t["metadata"]
+    files = list(server.data_dir.glob("queue.db*"))
+    assert files and _queue_hits(server.data_dir) == []  # while running: db and WAL
+    # the management API shows what is stored: ciphertext
+    status = httpx.get(server.url + "/api/v1/traces/t-0", headers=server.headers())
+    assert status.status_code == 200 and EMAIL not in status.text
+    server.stop()
+    assert _queue_hits(server.data_dir) == []  # after the WAL checkpoint at shutdown
+    assert not any(n in server.log() for n in NEEDLES)
+
+
+def test_fields_stay_encrypted_through_retries_and_dead_letters(
+    server_factory: ServerFactory, sink_factory: SinkFactory
+) -> None:
+    sink = sink_factory()
+    sink.behaviour.status = 503
+    config = webhook_config(("hook", sink), backoff_initial_s=0.05, max_attempts=2)
+    config["security"] = {"encrypt_fields": FIELDS}
+    server = server_factory(config).start()
+    assert server.post_traces([_trace(0)]).status_code == 202
+    dlq = server.url + "/api/v1/dlq"
+    assert wait_until(lambda: httpx.get(dlq, headers=server.headers()).json(), 20, 0.2)
+    assert EMAIL not in httpx.get(dlq, headers=server.headers()).text
+    assert _queue_hits(server.data_dir) == []
+    sink.behaviour.status = 200
+    r = httpx.post(dlq + "/replay", json={"all": True}, headers=server.headers())
+    assert r.status_code in (200, 202), r.text
+    assert wait_until(lambda: bool(sink.deliveries), 20)
+    assert sink.deliveries[0].traces[0]["metadata"]["user_email"] == EMAIL
+
+
+def test_bad_field_path_refused_at_startup(tmp_path: Path) -> None:
+    for path, reason in (
+        ("response.usage.total_tokens", "not a string"),
+        ("metadata.customerId", "cannot be encrypted"),
+        ("request.mesages[*].content", "no field 'mesages'"),
+    ):
+        config = tmp_path / "untrace.yaml"
+        config.write_text(f"security:\n  encrypt_fields: ['{path}']\n")
+        proc = subprocess.run(
+            [UNTRACE, "serve", "--config", str(config), "--data-dir", str(tmp_path / "d")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert reason in proc.stderr and "encrypt_fields" in proc.stderr
