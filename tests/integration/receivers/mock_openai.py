@@ -1,5 +1,7 @@
 """A tiny OpenAI-compatible upstream: ``POST /v1/chat/completions`` answers a fixed
-completion (or a stream of chunks) echoing the last user message; records requests."""
+completion echoing the last user message — a tool call instead when the request offers
+tools and has no tool result yet, and SSE chunks when it asks for ``stream``. Records
+requests."""
 
 from __future__ import annotations
 
@@ -10,24 +12,46 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MODEL = "gpt-4o-mini-2024-07-18"
+TOOL_CALL = {
+    "id": "call_mock_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+}
+USAGE = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+
+
+def _message(request: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    last = request["messages"][-1]
+    if request.get("tools") and last.get("role") != "tool":
+        return {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]}, "tool_calls"
+    return {"role": "assistant", "content": f"echo: {last['content']}"}, "stop"
 
 
 def completion(request: dict[str, Any]) -> dict[str, Any]:
-    question = request["messages"][-1]["content"]
+    message, finish = _message(request)
     return {
         "id": "chatcmpl-mock",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": MODEL,
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "stop",
-                "message": {"role": "assistant", "content": f"echo: {question}"},
-            }
-        ],
-        "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+        "choices": [{"index": 0, "finish_reason": finish, "message": message}],
+        "usage": USAGE,
     }
+
+
+def chunks(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The same answer as ``completion`` as stream chunks: role, two content pieces,
+    finish, then (with ``stream_options.include_usage``) a usage-only chunk."""
+    message, finish = _message(request)
+    text = message["content"] or ""
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    deltas += [{"content": text[: len(text) // 2]}, {"content": text[len(text) // 2 :]}]
+    base = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": MODEL}
+    out = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    if (request.get("stream_options") or {}).get("include_usage"):
+        out.append({**base, "choices": [], "usage": USAGE})
+    return out
 
 
 class MockOpenAI:
@@ -44,9 +68,15 @@ class MockOpenAI:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
                 mock.requests.append(body)
-                out = json.dumps(completion(body)).encode()
+                if body.get("stream"):
+                    out = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks(body))
+                    out += b"data: [DONE]\n\n"
+                    media = "text/event-stream"
+                else:
+                    out = json.dumps(completion(body)).encode()
+                    media = "application/json"
                 self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", media)
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)
