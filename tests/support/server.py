@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -33,6 +34,8 @@ class ServerProcess:
         config: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         port: int | None = None,
+        extra_args: list[str] | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -43,10 +46,13 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "server.log"
         self.key = ADMIN_KEY
+        self.extra_args = extra_args or []  # more `untrace serve` flags, e.g. --tls-cert
+        self.verify = verify  # trusts the test certificate for the readiness probe
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if "--tls-cert" in self.extra_args else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("UNTRACE_")}
@@ -78,6 +84,7 @@ class ServerProcess:
                 str(self.port),
                 "--data-dir",
                 str(self.data_dir),
+                *self.extra_args,
             ],
             env=self.env(),
             stdout=log,
@@ -88,7 +95,8 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + "/ready", timeout=1.0).status_code == 200:
+                ready = httpx.get(self.url + "/ready", timeout=1.0, verify=self.verify)
+                if ready.status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
