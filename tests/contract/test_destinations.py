@@ -349,3 +349,164 @@ async def test_ids_are_deterministic_so_redelivery_is_an_upsert(
     first, again, other = rounds
     assert first == again, "a redelivery must carry the same ids and bytes"
     assert first != other
+
+
+# --- OTel ids kept end to end (OTLP family) -------------------------------------------
+
+OTEL_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def otel_span_traces() -> tuple[Trace, Trace, Trace]:
+    """Spans of one OTel trace as the OTLP receivers make them: 16-hex ids and
+    ``metadata.otelTraceId``; only the root knows ``rootId``; the grandchild's parent is
+    in no batch sent here."""
+
+    def span(sid: str, parent: str | None, **meta: Any) -> Trace:
+        return Trace(
+            id=sid,
+            parent_id=parent,
+            start_time=START,
+            end_time=START + 10,
+            model="gpt-4o-mini",
+            metadata={"otelTraceId": OTEL_TRACE, **meta},
+        )
+
+    return (
+        span("00f067aa0ba902b7", None, rootId="00f067aa0ba902b7"),
+        span("a3ce929d0e0e4736", "00f067aa0ba902b7"),
+        span("53995c3f42cd8ad8", "1111111111111111"),
+    )
+
+
+@pytest.mark.parametrize("name", ["otlp", "langfuse"])
+async def test_otlp_family_keeps_the_otel_trace_and_span_ids(
+    name: str, platform: tuple[str, Recorder]
+) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    url, recorder = platform
+    root, child, grandchild = otel_span_traces()
+    destination = make(name, url)
+    await destination.start()
+    try:  # each span in its own delivery, the children first
+        for batch in ([grandchild], [child], [root]):
+            assert (await destination.send_batch(batch)).delivered == 1
+    finally:
+        await destination.shutdown()
+    spans = {}
+    for body in recorder.bodies:
+        request = ExportTraceServiceRequest.FromString(body)
+        for rs in request.resource_spans:
+            for ss in rs.scope_spans:
+                spans.update({s.span_id.hex(): s for s in ss.spans})
+    assert set(spans) == {root.id, child.id, grandchild.id}
+    assert {s.trace_id.hex() for s in spans.values()} == {OTEL_TRACE}
+    assert spans[child.id].parent_span_id.hex() == root.id
+    assert spans[grandchild.id].parent_span_id.hex() == "1111111111111111"
+    assert not spans[root.id].parent_span_id
+
+
+@pytest.mark.parametrize(
+    "value", ["", "4bf92f35", "0" * 32, "zz" * 16, OTEL_TRACE + "00", 42, None]
+)
+def test_an_invalid_otel_trace_id_falls_back_to_the_derived_one(value: Any) -> None:
+    from untrace_server.destinations._ids import lineage, trace_id
+
+    root, child, _ = otel_span_traces()
+    root.metadata["otelTraceId"] = child.metadata["otelTraceId"] = value
+    tree = lineage([root, child])
+    assert tree.trace_id(child) == tree.trace_id(root) == trace_id(root.id)
+
+
+def test_otel_trace_id_is_inherited_from_an_ancestor_in_the_batch() -> None:
+    from untrace_server.destinations._ids import lineage
+
+    root, child, _ = otel_span_traces()
+    del child.metadata["otelTraceId"]
+    assert lineage([root, child]).trace_id(child) == bytes.fromhex(OTEL_TRACE)
+
+
+# --- MLflow preset -----------------------------------------------------------------------
+
+
+async def test_mlflow_preset_headers_json_and_span_attributes(
+    platform: tuple[str, Recorder],
+) -> None:
+    import json
+
+    url, recorder = platform
+    destination = make(
+        "otlp",
+        url,
+        preset="mlflow",
+        experiment_id="7",
+        encoding="json",
+        compression="none",
+        max_batch_count=10,
+    )
+    assert destination.config.attribute_flavour() == "mlflow"  # type: ignore[attr-defined]
+    headers = destination.client_headers()  # type: ignore[attr-defined]
+    assert headers["x-mlflow-experiment-id"] == "7"
+    assert headers["content-type"] == "application/json"
+    kinds = ["llm", "chain", "tool", "retrieval", "embedding", "agent"]
+    traces = [
+        Trace(
+            id=f"k-{kind}",
+            kind=kind,
+            start_time=START,
+            end_time=START + 5,
+            request=TraceRequest(prompt="question?"),
+            response=TraceResponse(content="answer"),
+        )
+        for kind in kinds
+    ]
+    await destination.start()
+    try:
+        assert (await destination.send_batch(traces)).delivered == len(traces)
+    finally:
+        await destination.shutdown()
+    [body] = recorder.bodies
+    spans = json.loads(body)["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    attrs = {
+        s["name"]: {a["key"]: next(iter(a["value"].values())) for a in s["attributes"]}
+        for s in spans
+    }
+    types = {name: a["mlflow.spanType"] for name, a in attrs.items()}
+    assert types == {
+        "text_completion": "LLM",
+        "invoke_workflow": "CHAIN",
+        "execute_tool": "TOOL",
+        "retrieval": "RETRIEVER",
+        "embeddings": "EMBEDDING",
+        "invoke_agent": "AGENT",
+    }
+    for a in attrs.values():
+        assert a["mlflow.spanInputs"] == "question?"
+        assert a["mlflow.spanOutputs"] == "answer"
+        assert "gen_ai.operation.name" in a
+
+
+def test_mlflow_attributes_leave_chat_spans_to_mlflow_and_tool_results_use_response() -> None:
+    from untrace_server.destinations._otlp_attrs import mlflow_attributes
+
+    trace = Trace(
+        id="chat-1",
+        start_time=START,
+        end_time=START + 5,
+        model="gpt-4o-mini",
+        request=TraceRequest(
+            messages=[
+                Message(role="user", content="weather?"),
+                Message(role="tool", content="sunny", tool_call_id="call-1"),
+            ]
+        ),
+        response=TraceResponse(content="It is sunny."),
+    )
+    attrs = mlflow_attributes(trace)
+    assert attrs["mlflow.spanType"] == "CHAT_MODEL"
+    assert "mlflow.spanInputs" not in attrs and "mlflow.spanOutputs" not in attrs
+    assert '"type":"tool_call_response","id":"call-1","response":"sunny"' in (
+        attrs["gen_ai.input.messages"].replace(" ", "")
+    )

@@ -2,8 +2,9 @@
 
 A redelivery of the same trace yields the same run id / span id / event id on every node,
 so platforms that upsert by id see one record, not two. Ids that already have the
-platform's shape (16 hex for an OTel span, 32 hex for an OTel trace) are kept, so a trace
-that came in over OTLP goes out with the ids it arrived with.
+platform's shape (16 hex for an OTel span, 32 hex for an OTel trace) are kept, and a trace
+that came in over OTLP carries its original trace id in ``metadata.otelTraceId``, so it goes
+out with the trace and span ids it arrived with.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from collections.abc import Mapping, Sequence
 
 from untrace_server.model import Trace, derived_uuid
 
-__all__ = ["Lineage", "lineage", "root_id", "run_uuid", "span_id", "trace_id"]
+__all__ = ["Lineage", "lineage", "otel_trace_id", "root_id", "run_uuid", "span_id", "trace_id"]
 
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 # Metadata key a receiver sets when it knows the root of a deeper tree (e.g. an OTLP
 # trace id). Without it the root is found through parentId within the batch.
 ROOT_KEY = "rootId"
+# Metadata key the OTLP receivers set: the 32-hex trace id the span arrived with.
+OTEL_TRACE_KEY = "otelTraceId"
 
 
 def run_uuid(untrace_id: str) -> uuid.UUID:
@@ -53,6 +56,14 @@ def trace_id(root: str) -> bytes:
     return _digest("trace", root, 16)
 
 
+def otel_trace_id(trace: Trace) -> bytes | None:
+    """``metadata.otelTraceId`` as 16 bytes when it is a valid (32-hex, non-zero) id."""
+    value = trace.metadata.get(OTEL_TRACE_KEY)
+    if isinstance(value, str) and _HEX32.fullmatch(value) and int(value, 16):
+        return bytes.fromhex(value)
+    return None
+
+
 def root_id(trace: Trace, by_id: Mapping[str, Trace] | None = None) -> str:
     """The id of the root of ``trace``'s tree: ``metadata.rootId`` if given, else walk
     ``parentId`` through ``by_id`` (the batch) as far as it goes."""
@@ -82,6 +93,20 @@ class Lineage:
 
     def root(self, trace: Trace) -> str:
         return root_id(trace, self.by_id)
+
+    def trace_id(self, trace: Trace) -> bytes:
+        """The OTel trace id of ``trace``'s tree: the OTel trace id it arrived with
+        (``metadata.otelTraceId`` of the trace, else of its nearest ancestor in the batch),
+        else one derived from the root id. Spans of one OTel trace thus keep their trace id
+        even when their root is in another batch or was never seen."""
+        current: Trace | None = trace
+        seen: set[str] = set()
+        while current is not None and current.id not in seen:
+            if (found := otel_trace_id(current)) is not None:
+                return found
+            seen.add(current.id)
+            current = self.by_id.get(current.parent_id) if current.parent_id else None
+        return trace_id(self.root(trace))
 
     def chain(self, trace: Trace) -> list[tuple[str, int]]:
         chain = [(trace.id, trace.start_time)]

@@ -4,7 +4,11 @@
   ``gen_ai.input.messages`` as JSON in the parts format, ``gen_ai.usage.*``, …);
 - ``openinference``: Arize's OpenInference conventions (``openinference.span.kind``,
   flattened ``llm.input_messages.<i>.message.*``, ``llm.token_count.*``, ``input.value``),
-  what Phoenix reads most faithfully.
+  what Phoenix reads most faithfully;
+- ``mlflow``: ``genai`` plus the MLflow span attributes its server would otherwise guess
+  (``mlflow.spanType`` for every kind; ``mlflow.spanInputs`` / ``mlflow.spanOutputs`` as
+  plain text for prompt-in, text-out spans). MLflow derives the rest (model, provider,
+  token usage, chat messages) from the GenAI attributes itself.
 
 Both carry ``session.id``, ``user.id``, the Untrace id and free metadata.
 """
@@ -26,7 +30,13 @@ from untrace_server.destinations._view import (
 )
 from untrace_server.model import Trace
 
-__all__ = ["FLAVOURS", "genai_attributes", "openinference_attributes", "operation_name"]
+__all__ = [
+    "FLAVOURS",
+    "genai_attributes",
+    "mlflow_attributes",
+    "openinference_attributes",
+    "operation_name",
+]
 
 _OPERATIONS = {
     "embedding": "embeddings",
@@ -54,6 +64,16 @@ _OI_KINDS = {
     "retrieval": "RETRIEVER",
     "embedding": "EMBEDDING",
     "agent": "AGENT",
+}
+
+# Untrace kind → MLflow ``SpanType`` (mlflow/entities/span.py). MLflow maps
+# ``gen_ai.operation.name`` itself but has no type for ``retrieval`` or ``invoke_workflow``.
+_MLFLOW_TYPES = {
+    "embedding": "EMBEDDING",
+    "retrieval": "RETRIEVER",
+    "tool": "TOOL",
+    "agent": "AGENT",
+    "chain": "CHAIN",
 }
 
 
@@ -95,7 +115,7 @@ def _parts(message: dict[str, Any]) -> dict[str, Any]:
     content = message.get("content")
     if message.get("role") == "tool" and message.get("tool_call_id"):
         parts.append(
-            {"type": "tool_call_response", "id": message["tool_call_id"], "result": content}
+            {"type": "tool_call_response", "id": message["tool_call_id"], "response": content}
         )
     elif isinstance(content, str):
         parts.append({"type": "text", "content": content})
@@ -236,4 +256,25 @@ def openinference_attributes(trace: Trace) -> dict[str, Any]:
     return {**attrs, **_common(trace)}
 
 
-FLAVOURS = {"genai": genai_attributes, "openinference": openinference_attributes}
+def mlflow_attributes(trace: Trace) -> dict[str, Any]:
+    """GenAI attributes plus ``mlflow.spanType`` and, for a plain prompt, plain-text
+    ``mlflow.spanInputs`` / ``mlflow.spanOutputs`` (what MLflow's trace list shows as
+    request and response; chat spans keep MLflow's own rendering of the GenAI messages)."""
+    attrs = genai_attributes(trace)
+    if trace.kind == "llm":
+        attrs["mlflow.spanType"] = "CHAT_MODEL" if trace.request.messages else "LLM"
+    else:
+        attrs["mlflow.spanType"] = _MLFLOW_TYPES.get(trace.kind, "UNKNOWN")
+    if trace.request.prompt is not None and not trace.request.messages:
+        attrs["mlflow.spanInputs"] = trace.request.prompt
+        calls = any(m.tool_calls for m in trace.response.messages or ())
+        if (text := output_text(trace)) is not None and not calls:
+            attrs["mlflow.spanOutputs"] = text
+    return attrs
+
+
+FLAVOURS = {
+    "genai": genai_attributes,
+    "openinference": openinference_attributes,
+    "mlflow": mlflow_attributes,
+}

@@ -19,7 +19,7 @@ from opentelemetry.proto.common.v1.common_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from untrace_server.destinations._ids import Lineage, span_id, trace_id
+from untrace_server.destinations._ids import Lineage, span_id
 from untrace_server.destinations._otlp_attrs import operation_name
 from untrace_server.destinations._view import Truncator, dumps
 from untrace_server.model import Trace
@@ -66,7 +66,7 @@ def encode_span(
     ``untrace.truncated``."""
     truncate = Truncator(max_field_bytes)
     span = Span(
-        trace_id=trace_id(lineage.root(trace)),
+        trace_id=lineage.trace_id(trace),
         span_id=span_id(trace.id),
         name=span_name(trace),
         kind=Span.SPAN_KIND_CLIENT

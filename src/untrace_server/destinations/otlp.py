@@ -37,7 +37,7 @@ class OtlpConfig(HttpConfig):
     endpoint: pydantic.AnyHttpUrl | None = None
     encoding: Literal["protobuf", "json"] = "protobuf"
     compression: Literal["gzip", "none"] = "gzip"
-    flavour: Literal["genai", "openinference"] | None = None
+    flavour: Literal["genai", "openinference", "mlflow"] | None = None
     api_key: pydantic.SecretStr | None = None
     project: str | None = None  # phoenix project, braintrust project, weave entity/project
     experiment_id: str | None = None  # mlflow
@@ -49,7 +49,7 @@ class OtlpConfig(HttpConfig):
         p = self.preset
         if self.endpoint is None and p not in _DEFAULT_ENDPOINTS:
             raise ValueError(f"endpoint is required for preset {p!r}")
-        if p in ("phoenix", "mlflow") and self.encoding != "protobuf":
+        if p == "phoenix" and self.encoding != "protobuf":
             raise ValueError(f"{p} accepts OTLP protobuf only; remove encoding: json")
         if p == "mlflow" and not self.experiment_id:
             raise ValueError("experiment_id is required for preset 'mlflow'")
@@ -66,7 +66,9 @@ class OtlpConfig(HttpConfig):
         return url.rstrip("/") + "/v1/traces" if urlsplit(url).path in ("", "/") else url
 
     def attribute_flavour(self) -> str:
-        return self.flavour or ("openinference" if self.preset == "phoenix" else "genai")
+        if self.flavour:
+            return self.flavour
+        return {"phoenix": "openinference", "mlflow": "mlflow"}.get(self.preset, "genai")
 
 
 class OtlpDestination(HttpConnector):

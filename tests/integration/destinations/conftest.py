@@ -1,5 +1,6 @@
-"""Fixtures for connector integration tests: a real Arize Phoenix server (from its own
-cached venv, see phoenix_env.sh) and small local HTTP servers standing in for SaaS APIs."""
+"""Fixtures for connector integration tests: a real Arize Phoenix server and a real MLflow
+tracking server (each from its own cached venv, see phoenix_env.sh / mlflow_env.sh) and
+small local HTTP servers standing in for SaaS APIs."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import uvicorn
 
 HERE = Path(__file__).resolve().parent
 PHOENIX_START_TIMEOUT_S = 90
+MLFLOW_START_TIMEOUT_S = 90
 
 
 def free_port() -> int:
@@ -101,6 +103,95 @@ def phoenix_url(phoenix_bin: str, tmp_path_factory: pytest.TempPathFactory) -> I
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+        log.close()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def mlflow_bin() -> str:
+    if shutil.which("bash") is None:
+        unavailable("bash is needed to prepare the MLflow venv")
+    try:
+        done = subprocess.run(
+            [str(HERE / "mlflow_env.sh")],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        unavailable("installing mlflow timed out")
+    if done.returncode != 0:
+        unavailable(f"cannot install mlflow: {done.stderr[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_url(mlflow_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``mlflow server`` on 127.0.0.1 with a SQLite store (spans are kept in the tracking
+    store), artifacts in its own working directory, telemetry off, one worker."""
+    workdir = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_"))}
+    env.update(
+        {
+            "HOME": str(workdir),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_MODEL_CATALOG_URI": "",  # no remote price-list fetch: bundled prices
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no huey job workers
+            "DO_NOT_TRACK": "true",
+        }
+    )
+    log = (workdir / "mlflow.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            mlflow_bin,
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{workdir / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(workdir / "artifacts"),
+        ],
+        env=env,
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + MLFLOW_START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                unavailable(
+                    f"mlflow exited with {proc.returncode}: "
+                    f"{(workdir / 'mlflow.log').read_text()[-2000:]}"
+                )
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                unavailable(f"mlflow did not answer within {MLFLOW_START_TIMEOUT_S}s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        _stop(proc)
         log.close()
 
 
