@@ -5,13 +5,13 @@ Untrace ``Message`` lists or a text."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from untrace_server.model import Message
 
-__all__ = ["as_text", "loads", "messages_from", "to_message", "tool_call"]
+__all__ = ["as_text", "loads", "messages_from", "text_messages", "to_message", "tool_call"]
 
 _LC_ROLES = {
     "human": "user",
@@ -27,6 +27,20 @@ _LC_ROLES = {
 _ROLES = {"user", "assistant", "system", "tool", "developer", "function", "model"}
 
 
+class _TextPart(msgspec.Struct):
+    type: Literal["text"]
+    content: str
+
+
+class _TextMessage(msgspec.Struct):
+    role: str
+    parts: list[_TextPart]
+    name: str | None = None
+
+
+_text_messages = msgspec.json.Decoder(list[_TextMessage])
+
+
 def loads(value: Any) -> Any:
     """JSON text to a value; anything else (or text that is not JSON) unchanged."""
     if isinstance(value, str | bytes) and value[:1] in ("{", "[", b"{", b"["):
@@ -35,6 +49,27 @@ def loads(value: Any) -> Any:
         except msgspec.DecodeError:
             return value
     return value
+
+
+def text_messages(raw: Any) -> list[Message] | None:
+    """GenAI ``[{role, parts: [{type: "text", content}]}]`` JSON text straight into
+    Messages, without the generic walk over decoded dicts; None when ``raw`` has another
+    shape (tool calls, media, …), which ``messages_from`` then reads. Both give the same
+    Messages for the text-only shape, which is what most chat spans carry."""
+    if not isinstance(raw, str | bytes):
+        return None
+    try:
+        decoded = _text_messages.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    return [
+        Message(
+            role=m.role,
+            content="".join([p.content for p in m.parts]) if m.parts else None,
+            name=m.name,
+        )
+        for m in decoded
+    ] or None
 
 
 def as_text(value: Any) -> str | None:

@@ -18,7 +18,8 @@ from typing import Any
 
 import msgspec
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from untrace_server.ingest._otlp_wire import ExportRequest, any_value
 
 __all__ = ["MalformedOtlp", "SpanData", "decode_json", "decode_protobuf"]
 
@@ -47,27 +48,9 @@ class SpanData:
     problem: str | None = None
 
 
-def _pb_value(v: Any) -> Any:
-    kind = v.WhichOneof("value")
-    if kind == "string_value":
-        return v.string_value
-    if kind == "int_value":
-        return v.int_value
-    if kind == "double_value":
-        return v.double_value
-    if kind == "bool_value":
-        return v.bool_value
-    if kind == "array_value":
-        return [_pb_value(x) for x in v.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: _pb_value(kv.value) for kv in v.kvlist_value.values}
-    if kind == "bytes_value":
-        return base64.b64encode(v.bytes_value).decode()
-    return None
-
-
-def _pb_attrs(kvs: Any) -> dict[str, Any]:
-    return {kv.key: _pb_value(kv.value) for kv in kvs}
+def _pb_attrs(attributes: Any) -> dict[str, Any]:
+    """A ``map<string, bytes>`` of encoded ``AnyValue``s (see ``_otlp_wire``) as a dict."""
+    return {key: any_value(raw) for key, raw in dict(attributes).items()}
 
 
 def _check_ids(span: SpanData) -> None:
@@ -80,11 +63,13 @@ def _check_ids(span: SpanData) -> None:
 
 
 def decode_protobuf(body: bytes) -> list[SpanData]:
-    request = ExportTraceServiceRequest()
     try:
-        request.ParseFromString(body)
-    except DecodeError as exc:
+        return _walk_protobuf(ExportRequest.FromString(body))
+    except (DecodeError, UnicodeDecodeError) as exc:
         raise MalformedOtlp(f"body is not a valid ExportTraceServiceRequest: {exc}") from None
+
+
+def _walk_protobuf(request: Any) -> list[SpanData]:
     out: list[SpanData] = []
     for rs in request.resource_spans:
         resource = _pb_attrs(rs.resource.attributes)

@@ -59,16 +59,19 @@ _OPERATIONS = {
     "create_agent": "agent",
     "invoke_workflow": "chain",
 }
-_PARAMS = (
-    "temperature",
-    "max_tokens",
-    "top_p",
-    "top_k",
-    "frequency_penalty",
-    "presence_penalty",
-    "seed",
-    "stop_sequences",
-    "choice.count",
+_PARAMS = tuple(  # (attribute, parameter)
+    ("gen_ai.request." + name, {"stop_sequences": "stop", "choice.count": "n"}.get(name, name))
+    for name in (
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "top_k",
+        "frequency_penalty",
+        "presence_penalty",
+        "seed",
+        "stop_sequences",
+        "choice.count",
+    )
 )
 _META_PREFIXES = (
     "langfuse.trace.metadata.",
@@ -76,11 +79,24 @@ _META_PREFIXES = (
     "langsmith.metadata.",
     "traceloop.association.properties.",
 )
+_META_HEADS = frozenset(p[:4] for p in _META_PREFIXES)  # a cheap test before startswith
+_TAG_KEYS = ("langfuse.trace.tags", "tag.tags", "langsmith.span.tags")
 
 
 def _first(attrs: dict[str, Any], *keys: str) -> Any:
     for key in keys:
         value = attrs.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _first_of(a: dict[str, Any], r: dict[str, Any], *keys: str) -> Any:
+    """``_first`` over the span's attributes laid over the resource's."""
+    for key in keys:
+        value = a.get(key)
+        if value is None:
+            value = r.get(key)
         if value is not None and value != "":
             return value
     return None
@@ -112,7 +128,8 @@ def _int(value: Any) -> int | None:
 
 
 def _usage(a: dict[str, Any]) -> Usage | None:
-    details = loads(a.get("langfuse.observation.usage_details"))
+    details = a.get("langfuse.observation.usage_details")
+    details = loads(details) if details is not None else None
     if not isinstance(details, dict):
         details = {}
     prompt = _int(
@@ -159,19 +176,23 @@ def _usage(a: dict[str, Any]) -> Usage | None:
 
 
 def _parameters(a: dict[str, Any]) -> dict[str, Any]:
-    params = loads(a.get("llm.invocation_parameters"))
-    out: dict[str, Any] = dict(params) if isinstance(params, dict) else {}
-    out.pop("messages", None)
-    for name in _PARAMS:
-        value = a.get("gen_ai.request." + name)
+    out: dict[str, Any] = {}
+    if (raw := a.get("llm.invocation_parameters")) is not None:
+        params = loads(raw)
+        out = dict(params) if isinstance(params, dict) else {}
+        out.pop("messages", None)
+    for key, name in _PARAMS:
+        value = a.get(key)
         if value is not None:
-            out[{"stop_sequences": "stop", "choice.count": "n"}.get(name, name)] = value
+            out[name] = value
     return out
 
 
 def _tags(a: dict[str, Any]) -> dict[str, str]:
     found: list[Any] = []
-    for key in ("langfuse.trace.tags", "tag.tags", "langsmith.span.tags"):
+    if a.keys().isdisjoint(_TAG_KEYS):
+        return {}
+    for key in _TAG_KEYS:
         value = loads(a.get(key))
         if isinstance(value, str):
             value = [t.strip() for t in value.split(",")]
@@ -182,21 +203,19 @@ def _tags(a: dict[str, Any]) -> dict[str, str]:
 
 def _metadata(span: SpanData, a: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
     meta: dict[str, Any] = {"otelTraceId": span.trace_id}
-    oi = loads(a.get("metadata"))
-    if isinstance(oi, dict):
+    if (raw := a.get("metadata")) is not None and isinstance(oi := loads(raw), dict):
         meta.update(oi)
     for key, value in a.items():
-        if key.startswith(_META_PREFIXES):
+        if key[:4] in _META_HEADS and key.startswith(_META_PREFIXES):
             prefix = next(p for p in _META_PREFIXES if key.startswith(p))
             meta[key[len(prefix) :]] = loads(value)
-    both = {**r, **a}
-    if env := _first(
-        both, "langfuse.environment", "deployment.environment.name", "deployment.environment"
+    if env := _first_of(
+        a, r, "langfuse.environment", "deployment.environment.name", "deployment.environment"
     ):
         meta["environment"] = str(env)
     if app := r.get("service.name"):
         meta["applicationId"] = str(app)
-    if version := _first(both, "langfuse.release", "langfuse.version", "service.version"):
+    if version := _first_of(a, r, "langfuse.release", "langfuse.version", "service.version"):
         meta["version"] = str(version)
     if user := _first(
         a, "langfuse.user.id", "user.id", "enduser.id", "traceloop.association.properties.user_id"

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from untrace_server.ingest._content import as_text, loads, messages_from, to_message, tool_call
+from untrace_server.ingest._content import (
+    as_text,
+    loads,
+    messages_from,
+    text_messages,
+    to_message,
+    tool_call,
+)
 from untrace_server.model import Message
 
 __all__ = ["conversation"]
@@ -100,7 +107,7 @@ def _genai(attrs: dict[str, Any], key: str, system: bool) -> list[Message] | Non
     raw = attrs.get(key)
     if raw is None:
         return None
-    found = messages_from(raw) or []
+    found = text_messages(raw) or messages_from(raw) or []
     if system and (instructions := loads(attrs.get("gen_ai.system_instructions"))):
         parts = (
             instructions
