@@ -113,6 +113,23 @@ async def test_replay_by_id_only_replays_that_one(queue: Queue) -> None:
     assert [d.key for d in await queue.list_dead()] == ["a"]
 
 
+async def test_purge_dead_by_id_then_all(queue: Queue) -> None:
+    await queue.publish("deliver.c/d", [(k, b"x") for k in ("a", "b", "c")])
+    await queue.publish("deliver.c/e", [("z", b"z")])
+    msgs = await queue.lease("deliver.c/d", 3, 30)
+    await queue.dead([m.id for m in msgs], "boom")
+    await queue.dead([m.id for m in await queue.lease("deliver.c/e", 1, 30)], "boom")
+    purge = queue.purge_dead  # type: ignore[attr-defined]
+    first = (await queue.list_dead("deliver.c/d"))[0]
+    assert await purge("deliver.c/d", [first.id]) == 1
+    assert [d.key for d in await queue.list_dead("deliver.c/d")] == ["b", "c"]
+    assert await purge("deliver.c/d", [first.id]) == 0  # already gone
+    assert await purge("deliver.c/d") == 2
+    assert await queue.list_dead("deliver.c/d") == []
+    assert [d.key for d in await queue.list_dead()] == ["z"]  # other topics untouched
+    assert (await queue.stats()).dead == {"deliver.c/e": 1}
+
+
 async def test_budget_full_rejects_whole_publish(tmp_path: Path) -> None:
     for kind in LOCAL_BUDGET:
         q = make(kind, tmp_path / kind, budget_bytes=200_000)

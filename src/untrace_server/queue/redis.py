@@ -10,7 +10,10 @@ Mapping of the Queue protocol:
 - lease and nack(delay) → XCLAIM … TIME JUSTID sets when the entry becomes claimable;
 - dead → XADD to ``<prefix>:dead:<topic>`` with the error and the original id (the
   dead letter's id), then XACK + XDEL;
-- replay_dead → XADD back to the topic, XDEL from the dead stream.
+- replay_dead → XADD back to the topic, XDEL from the dead stream;
+- purge_dead → XDEL from the dead stream (DEL of the whole stream without ids).
+Not kept: acked deliveries (XDEL'd on ack), so ``trace_status`` and ``list_retained``
+(trace status and replay-based backfill) answer 501 on this backend.
 Durability is Redis's: run it with AOF (``appendonly yes``, ``appendfsync everysec`` or
 ``always``) and ``maxmemory-policy noeviction``; a write Redis refuses for memory becomes
 QueueFull (503 + Retry-After), never a silent drop.
@@ -226,6 +229,20 @@ class RedisQueue:
                     await pipe.execute()
                 count += 1
         return count
+
+    async def purge_dead(self, topic: str, ids: Sequence[Any] | None = None) -> int:
+        """Delete dead letters of ``topic`` (only ``ids`` — as ``list_dead`` gives them —
+        if given); returns how many."""
+        stream = self._dead(topic)
+        if ids is None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xlen(stream)
+                pipe.delete(stream)
+                count, _ = await pipe.execute()
+            return int(count)
+        wanted = {_split(i)[1] for i in ids if _split(i)[0] == topic}
+        gone = [sid for sid, f in await self.redis.xrange(stream) if f[b"o"].decode() in wanted]
+        return int(await self.redis.xdel(stream, *gone)) if gone else 0
 
     async def prune(self, now: float | None = None) -> int:
         cutoff_ms = int(((time.time() if now is None else now) - self.retention_s) * 1000)
