@@ -102,7 +102,7 @@ def bench_openai(mock_url: str, collector_url: str, rounds: int, block: int) -> 
 
     # the hook alone: what instrumentation adds around the same call, minus the network
     response = oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-    provider = _PROVIDERS["openai"][0]
+    provider = _PROVIDERS["openai"][0].provider
     client = untrace.get_client()
     assert client is not None
     hook: list[float] = []

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from untrace import _client
 
 # pytest runs with --import-mode=importlib: make this folder's helpers importable.
 sys.path.insert(0, str(Path(__file__).parent))
-from sdk_fakes import Collector, MockLLM, serving
+from sdk_fakes import Clients, Collector, MockLLM, serving
 
 SERVER_KEY = "ut_test_0123456789abcdef"
 UNTRACE_CLI = Path(sys.executable).parent / "untrace"
@@ -56,6 +56,30 @@ def mock_llm() -> Iterator[MockLLM]:
     m = MockLLM()
     with serving(m.server):
         yield m
+
+
+@pytest.fixture
+def traced(collector: Collector) -> Callable[[], list[dict[str, Any]]]:
+    """The default client sends to ``collector``; openai and anthropic instrumented.
+    Calling the fixture's value flushes and returns every trace accepted so far."""
+    untrace.init("k", base_url=collector.url, flush_interval=30)
+    assert untrace.instrument() == ["openai", "anthropic"]
+
+    def get() -> list[dict[str, Any]]:
+        assert untrace.flush(5)
+        return collector.accepted()
+
+    return get
+
+
+@pytest.fixture
+async def sdk(mock_llm: MockLLM) -> AsyncIterator[Clients]:
+    clients = Clients(mock_llm)
+    yield clients
+    for client in clients.made:
+        result = client.close()
+        if hasattr(result, "__await__"):
+            await result
 
 
 def free_port() -> int:

@@ -1,6 +1,7 @@
 """Local HTTP servers for the SDK tests: a recording trace collector (standing in for
 the Untrace ingest endpoint) and a mock LLM upstream speaking the OpenAI chat
-completions and Anthropic messages APIs (plain and SSE streaming)."""
+completions and Responses APIs and the Anthropic messages API (plain and SSE
+streaming)."""
 
 from __future__ import annotations
 
@@ -156,16 +157,115 @@ def _openai_chunks(req: dict[str, Any]) -> Iterator[dict[str, Any]]:
     else:
         deltas = [{"role": "assistant", "content": ""}] + [{"content": p} for p in STREAM_PARTS]
         finish = "stop"
+    # like the real API: with include_usage every chunk carries "usage": null, and a
+    # last chunk with no choices carries the usage; without it there is no usage at all
+    with_usage = bool((req.get("stream_options") or {}).get("include_usage"))
+    if with_usage:
+        base["usage"] = None
     for d in deltas:
         yield {**base, "model": model, "choices": [{"index": 0, "delta": d, "finish_reason": None}]}
     yield {**base, "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
-    if (req.get("stream_options") or {}).get("include_usage"):
+    if with_usage:
         yield {
             **base,
             "model": model,
             "choices": [],
             "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
         }
+
+
+def _responses_output(req: dict[str, Any]) -> list[dict[str, Any]]:
+    text = {"type": "output_text", "text": COMPLETION_TEXT, "annotations": []}
+    output: list[dict[str, Any]] = [
+        {
+            "type": "message",
+            "id": "msg_1",
+            "status": "completed",
+            "role": "assistant",
+            "content": [text],
+        }
+    ]
+    if req.get("tools"):
+        output.append(
+            {
+                "type": "function_call",
+                "id": "fc_1",
+                "call_id": "call_1",
+                "name": "get_weather",
+                "arguments": '{"city":"Paris"}',
+                "status": "completed",
+            }
+        )
+    return output
+
+
+def _responses_response(
+    req: dict[str, Any], status: str, output: list[dict[str, Any]], usage: bool
+) -> dict[str, Any]:
+    return {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1,
+        "model": req["model"] + "-0613",
+        "status": status,
+        "output": output,
+        "usage": {
+            "input_tokens": 11,
+            "input_tokens_details": {"cached_tokens": 3},
+            "output_tokens": 7,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 18,
+        }
+        if usage
+        else None,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": req.get("instructions"),
+        "metadata": {},
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": req.get("tools") or [],
+        "temperature": req.get("temperature"),
+        "top_p": None,
+    }
+
+
+def _responses_events(req: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    seq = iter(range(1000))
+
+    def ev(kind: str, **data: Any) -> tuple[str, dict[str, Any]]:
+        return kind, {"type": kind, "sequence_number": next(seq), **data}
+
+    final = _responses_output(req)
+    yield ev("response.created", response=_responses_response(req, "in_progress", [], False))
+    message = {**final[0], "status": "in_progress", "content": []}
+    yield ev("response.output_item.added", output_index=0, item=message)
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    yield ev("response.content_part.added", **where, part=part)
+    for delta in STREAM_PARTS:
+        yield ev("response.output_text.delta", **where, delta=delta, logprobs=[])
+    text = "".join(STREAM_PARTS)
+    yield ev("response.output_text.done", **where, text=text, logprobs=[])
+    part = {"type": "output_text", "text": text, "annotations": []}
+    yield ev("response.content_part.done", **where, part=part)
+    final[0]["content"] = [part]
+    yield ev("response.output_item.done", output_index=0, item=final[0])
+    if req.get("tools"):
+        call = {**final[1], "arguments": "", "status": "in_progress"}
+        yield ev("response.output_item.added", output_index=1, item=call)
+        for delta in ('{"city":', '"Paris"}'):
+            kind = "response.function_call_arguments.delta"
+            yield ev(kind, item_id="fc_1", output_index=1, delta=delta)
+        yield ev(
+            "response.function_call_arguments.done",
+            item_id="fc_1",
+            output_index=1,
+            name="get_weather",
+            arguments='{"city":"Paris"}',
+        )
+        yield ev("response.output_item.done", output_index=1, item=final[1])
+    yield ev("response.completed", response=_responses_response(req, "completed", final, True))
 
 
 def _anthropic_message(req: dict[str, Any]) -> dict[str, Any]:
@@ -257,8 +357,10 @@ def _anthropic_events(req: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]
 
 
 class MockLLM:
-    """OpenAI ``/v1/chat/completions`` and Anthropic ``/v1/messages``. A model name
-    starting with ``error`` answers 400; ``chunk_delay`` slows every SSE event."""
+    """OpenAI ``/v1/chat/completions`` and ``/v1/responses``, Anthropic ``/v1/messages``.
+    A model name starting with ``error`` answers 400; one starting with ``strict`` answers
+    400 to a request with ``stream_options`` (a server without that option);
+    ``chunk_delay`` slows every SSE event."""
 
     def __init__(self, chunk_delay: float = 0.0) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -274,11 +376,21 @@ class MockLLM:
                         400, {"error": {"message": "bad model", "type": "invalid"}, "type": "error"}
                     )
                     return
+                if str(req.get("model", "")).startswith("strict") and "stream_options" in req:
+                    message = "Unrecognized request argument supplied: stream_options"
+                    self._reply(400, {"error": {"message": message, "type": "invalid"}})
+                    return
                 if self.path.endswith("/chat/completions"):
                     if req.get("stream"):
                         self._sse((None, c) for c in _openai_chunks(req))
                     else:
                         self._reply(200, _openai_completion(req))
+                elif self.path.endswith("/responses"):
+                    if req.get("stream"):
+                        self._sse(_responses_events(req))
+                    else:
+                        output = _responses_output(req)
+                        self._reply(200, _responses_response(req, "completed", output, True))
                 elif self.path.endswith("/messages"):
                     if req.get("stream"):
                         self._sse(_anthropic_events(req))
@@ -362,3 +474,44 @@ class SlowProxy:
 
     def close(self) -> None:
         self._client.close()
+
+
+class Clients:
+    """Real openai / anthropic SDK clients pointed at a MockLLM; the ``sdk`` fixture
+    closes them all at teardown."""
+
+    def __init__(self, mock: MockLLM) -> None:
+        self.mock = mock
+        self.made: list[Any] = []
+
+    def _keep(self, client: Any) -> Any:
+        self.made.append(client)
+        return client
+
+    def oai(self) -> Any:
+        import openai
+
+        return self._keep(
+            openai.OpenAI(api_key="sk-test", base_url=self.mock.url + "/v1", max_retries=0)
+        )
+
+    def aoai(self) -> Any:
+        import openai
+
+        return self._keep(
+            openai.AsyncOpenAI(api_key="sk-test", base_url=self.mock.url + "/v1", max_retries=0)
+        )
+
+    def claude(self) -> Any:
+        import anthropic
+
+        return self._keep(
+            anthropic.Anthropic(api_key="sk-ant", base_url=self.mock.url, max_retries=0)
+        )
+
+    def aclaude(self) -> Any:
+        import anthropic
+
+        return self._keep(
+            anthropic.AsyncAnthropic(api_key="sk-ant", base_url=self.mock.url, max_retries=0)
+        )

@@ -8,7 +8,7 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from sdk_fakes import COMPLETION_TEXT, Collector, MockLLM
+from sdk_fakes import COMPLETION_TEXT, Clients, Collector, MockLLM
 
 import untrace
 
@@ -30,60 +30,6 @@ ANTHROPIC_TOOLS = [
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
     }
 ]
-
-
-@pytest.fixture
-def traced(collector: Collector) -> Any:
-    untrace.init("k", base_url=collector.url, flush_interval=30)
-    assert untrace.instrument() == ["openai", "anthropic"]
-
-    def get() -> list[dict[str, Any]]:
-        assert untrace.flush(5)
-        return collector.accepted()
-
-    return get
-
-
-class Clients:
-    """Real SDK clients pointed at the mock; all closed at teardown."""
-
-    def __init__(self, mock: MockLLM) -> None:
-        self.mock = mock
-        self.made: list[Any] = []
-
-    def _keep(self, client: Any) -> Any:
-        self.made.append(client)
-        return client
-
-    def oai(self) -> openai.OpenAI:
-        return self._keep(
-            openai.OpenAI(api_key="sk-test", base_url=self.mock.url + "/v1", max_retries=0)
-        )
-
-    def aoai(self) -> openai.AsyncOpenAI:
-        return self._keep(
-            openai.AsyncOpenAI(api_key="sk-test", base_url=self.mock.url + "/v1", max_retries=0)
-        )
-
-    def claude(self) -> anthropic.Anthropic:
-        return self._keep(
-            anthropic.Anthropic(api_key="sk-ant", base_url=self.mock.url, max_retries=0)
-        )
-
-    def aclaude(self) -> anthropic.AsyncAnthropic:
-        return self._keep(
-            anthropic.AsyncAnthropic(api_key="sk-ant", base_url=self.mock.url, max_retries=0)
-        )
-
-
-@pytest.fixture
-async def sdk(mock_llm: MockLLM) -> Any:
-    clients = Clients(mock_llm)
-    yield clients
-    for client in clients.made:
-        result = client.close()
-        if hasattr(result, "__await__"):
-            await result
 
 
 # -- openai ---------------------------------------------------------------------------

@@ -39,6 +39,11 @@ class Config:
     shutdown_timeout: float = 10.0
     #: Register an ``atexit`` hook that flushes before the interpreter exits.
     flush_at_exit: bool = True
+    #: Instrumented OpenAI chat streams ask for token usage
+    #: (``stream_options.include_usage``) when the caller did not, and hide the extra
+    #: usage chunk from the caller. Turn off for OpenAI-compatible servers that reject
+    #: ``stream_options``.
+    openai_stream_usage: bool = True
     #: Set to False to make every call a cheap no-op (tests, local runs).
     enabled: bool = True
     #: Added to every trace's ``metadata`` unless the trace sets them itself.

@@ -1,22 +1,21 @@
-"""Anthropic messages (``client.messages.create``), sync and async, plain and
-streaming, with tool use. Tool use is reported in the OpenAI ``tool_calls`` shape so
-every destination sees one shape; token counts include cache reads and writes in
-``prompt_tokens`` and report cache reads as ``cached_tokens``."""
+"""Anthropic messages (``client.messages.create`` and the ``messages.stream()``
+helper), sync and async, plain and streaming, with tool use. Tool use is reported in
+the OpenAI ``tool_calls`` shape so every destination sees one shape; token counts
+include cache reads and writes in ``prompt_tokens`` and report cache reads as
+``cached_tokens``."""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._call import clean_params
 
-__all__ = ["TARGETS", "AnthropicProvider"]
+if TYPE_CHECKING:
+    from .._config import Config
 
-TARGETS = (
-    ("anthropic.resources.messages", "Messages", "create", False),
-    ("anthropic.resources.messages", "AsyncMessages", "create", True),
-)
+__all__ = ["AnthropicProvider"]
 
 
 def _usage(usage: Any, base: dict[str, int] | None = None) -> dict[str, int]:
@@ -44,6 +43,13 @@ def _message(text: str | None, tools: list[dict[str, Any]]) -> dict[str, Any]:
 
 class AnthropicProvider:
     name = "anthropic"
+    operation = "chat"
+
+    def prepare(self, kwargs: dict[str, Any], config: Config) -> dict[str, Any] | None:
+        return None
+
+    def hide(self, chunk: Any) -> bool:
+        return False
 
     def request(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         request: dict[str, Any] = {"parameters": clean_params(kwargs)}

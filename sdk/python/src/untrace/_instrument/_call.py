@@ -20,6 +20,7 @@ from .._ids import new_id
 
 if TYPE_CHECKING:
     from .._client import Untrace
+    from .._config import Config
 
 __all__ = ["LLMCall", "Provider", "StreamState", "clean_params"]
 
@@ -35,6 +36,8 @@ _NOT_PARAMS = frozenset(
         "extra_query",
         "extra_body",
         "timeout",
+        "input",
+        "instructions",
     )
 )
 
@@ -57,17 +60,29 @@ class StreamState(Protocol):
 
 
 class Provider(Protocol):
+    #: ``provider`` of the trace; its ``name`` is ``f"{name}.{operation}"``
     name: str
+    operation: str
 
     def request(self, kwargs: dict[str, Any]) -> dict[str, Any]: ...
     def response(self, result: Any) -> tuple[str | None, dict[str, Any]]: ...
     def stream_state(self) -> StreamState: ...
+
+    def prepare(self, kwargs: dict[str, Any], config: Config) -> dict[str, Any] | None:
+        """The kwargs to call with instead of ``kwargs`` (None: call unchanged). When
+        they differ, the stream's chunks go through ``hide``."""
+
+    def hide(self, chunk: Any) -> bool:
+        """True for a chunk the caller would not have seen without ``prepare``'s change
+        (it is recorded, not yielded); may also undo the change's trace on a chunk."""
 
 
 class LLMCall:
     __slots__ = (
         "_done",
         "client",
+        "hiding",
+        "kwargs",
         "model",
         "parent_id",
         "provider",
@@ -89,6 +104,21 @@ class LLMCall:
         self.model = model if isinstance(model, str) else None
         self.request = provider.request(kwargs)
         self._done = False
+        #: what the call is made with: the caller's kwargs, or ``prepare``'s
+        self.kwargs = kwargs
+        self.hiding = False
+        try:
+            changed = provider.prepare(kwargs, client.config)
+        except Exception:
+            changed = None
+        if changed is not None:
+            self.kwargs = changed
+            self.hiding = True
+
+    def unprepare(self, original: dict[str, Any]) -> None:
+        """The call is retried with the caller's own kwargs."""
+        self.kwargs = original
+        self.hiding = False
 
     def _send(
         self,
@@ -118,7 +148,7 @@ class LLMCall:
             "endTime": max(self.start_ms, time.time_ns() // 1_000_000),
             "provider": self.provider.name,
             "model": model or self.model,
-            "name": f"{self.provider.name}.chat",
+            "name": f"{self.provider.name}.{self.provider.operation}",
             "kind": "llm",
             "request": self.request,
             "response": response or {},
@@ -188,12 +218,21 @@ class LLMCall:
         with contextlib.suppress(Exception):
             self._send(state.response(), model=state.model, error=error, first_ns=state.first_ns)
 
+    def _hidden(self, chunk: Any) -> bool:
+        try:
+            return self.provider.hide(chunk)
+        except Exception:
+            return False
+
     def _traced(self, inner: Iterator[Any], state: StreamState) -> Iterator[Any]:
         error: BaseException | None = None
+        hiding = self.hiding
         try:
             for chunk in inner:
                 with contextlib.suppress(Exception):
                     state.add(chunk)
+                if hiding and self._hidden(chunk):
+                    continue
                 yield chunk
         except GeneratorExit:
             raise
@@ -205,10 +244,13 @@ class LLMCall:
 
     async def _traced_async(self, inner: AsyncIterator[Any], state: StreamState) -> Any:
         error: BaseException | None = None
+        hiding = self.hiding
         try:
             async for chunk in inner:
                 with contextlib.suppress(Exception):
                     state.add(chunk)
+                if hiding and self._hidden(chunk):
+                    continue
                 yield chunk
         except GeneratorExit:
             raise

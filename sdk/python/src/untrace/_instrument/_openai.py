@@ -1,20 +1,53 @@
-"""OpenAI chat completions (``client.chat.completions.create``), sync and async,
-plain and streaming, with tool calls."""
+"""OpenAI chat completions (``client.chat.completions.create``, and the
+``chat.completions.stream()`` helper, which calls it), sync and async, plain and
+streaming, with tool calls.
+
+A stream whose caller did not ask for usage is asked for it
+(``stream_options.include_usage``, as the Untrace proxy does), unless
+``Config.openai_stream_usage`` is off: the trace gets the provider's token counts and
+the caller gets the chunks it would have had — the final usage-only chunk is not
+yielded, and the ``usage: null`` the option puts on every other chunk is forgotten, so
+``chunk.to_dict()`` is unchanged too.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._call import clean_params
 
-__all__ = ["TARGETS", "OpenAIProvider"]
+if TYPE_CHECKING:
+    from .._config import Config
 
-# (module, class, method, is_async)
-TARGETS = (
-    ("openai.resources.chat.completions", "Completions", "create", False),
-    ("openai.resources.chat.completions", "AsyncCompletions", "create", True),
-)
+__all__ = ["OpenAIProvider", "ask_for_usage"]
+
+# the openai SDK's with_raw_response / with_streaming_response mark: the result is not
+# a Stream we can filter, so the request is left alone
+_RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+
+
+def _given(value: Any) -> bool:
+    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
+
+
+def ask_for_usage(kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """``kwargs`` with ``stream_options.include_usage`` set, or None when the call is
+    not a stream, already asks for usage, or is not ours to change."""
+    if kwargs.get("stream") is not True:
+        return None
+    options = kwargs.get("stream_options")
+    if _given(options) and (not isinstance(options, dict) or options.get("include_usage")):
+        return None
+    extra_body = kwargs.get("extra_body")
+    if isinstance(extra_body, dict) and "stream_options" in extra_body:
+        return None
+    headers = kwargs.get("extra_headers")
+    if headers and any(str(k).lower() == _RAW_RESPONSE_HEADER.lower() for k in headers):
+        return None
+    merged = dict(options) if isinstance(options, dict) else {}
+    merged["include_usage"] = True
+    return {**kwargs, "stream_options": merged}
 
 
 def _usage(usage: Any) -> dict[str, int] | None:
@@ -51,6 +84,18 @@ def _tool_calls(calls: Any) -> list[dict[str, Any]]:
 
 class OpenAIProvider:
     name = "openai"
+    operation = "chat"
+
+    def prepare(self, kwargs: dict[str, Any], config: Config) -> dict[str, Any] | None:
+        return ask_for_usage(kwargs) if config.openai_stream_usage else None
+
+    def hide(self, chunk: Any) -> bool:
+        if chunk.usage is None:
+            # include_usage sends "usage": null on every chunk; without it the field is
+            # absent: forget it was set, so the chunk dumps as it would have
+            chunk.__pydantic_fields_set__.discard("usage")
+            return False
+        return not chunk.choices
 
     def request(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         request: dict[str, Any] = {"parameters": clean_params(kwargs)}
