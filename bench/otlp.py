@@ -140,6 +140,21 @@ async def load(url: str, body: bytes, n: int, seconds: float, concurrency: int) 
     return accepted, errors
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) each thread of ``pid`` used so far, by thread name
+    (Linux /proc; empty elsewhere)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -147,6 +162,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--pin", action="store_true", help="server on CPU 1, load on CPU 0")
     parser.add_argument("--memory", action="store_true", help="memory:// queue, not SQLite")
+    parser.add_argument(
+        "--synchronous", default="FULL", help="the SQLite queue's PRAGMA synchronous"
+    )
     args = parser.parse_args()
     body = build_body(args.spans)
     print(
@@ -168,6 +186,7 @@ def main() -> None:
         }
         if args.memory:
             env["UNTRACE_QUEUE__URL"] = "memory://"
+        env["UNTRACE_QUEUE__SYNCHRONOUS"] = args.synchronous
         server = subprocess.Popen(
             [
                 *(["taskset", "-c", "1"] if args.pin else []),
@@ -195,21 +214,29 @@ def main() -> None:
                 except httpx.HTTPError:
                     time.sleep(0.05)
             asyncio.run(load(url + "/v1/traces", body, args.spans, 1.0, args.concurrency))
+            cpu_before = thread_cpu(server.pid)
             started = time.monotonic()
             accepted, errors = asyncio.run(
                 load(url + "/v1/traces", body, args.spans, args.seconds, args.concurrency)
             )
             elapsed = time.monotonic() - started
+            cpu = {k: v - cpu_before.get(k, 0.0) for k, v in thread_cpu(server.pid).items()}
         finally:
             server.terminate()
             server.wait(30)
-    queue = "memory:// queue" if args.memory else "durable sqlite queue"
+    queue = "memory:// queue" if args.memory else f"sqlite queue synchronous={args.synchronous}"
     where = "server pinned to CPU 1, load on CPU 0" if args.pin else "unpinned"
     print(
         f"end to end (role=api, {queue}, 1 process, {where}): "
         f"{accepted / elapsed:,.0f} spans/s accepted, {errors} errors, "
         f"concurrency {args.concurrency}"
     )
+    if accepted and cpu:
+        busy = sum(cpu.values())
+        print(
+            f"server CPU: {busy / elapsed:.0%} of one core, "
+            f"{busy * 1e6 / accepted:.1f} us of CPU per span accepted"
+        )
 
 
 if __name__ == "__main__":

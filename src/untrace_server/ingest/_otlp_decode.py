@@ -50,7 +50,7 @@ class SpanData:
 
 def _pb_attrs(attributes: Any) -> dict[str, Any]:
     """A ``map<string, bytes>`` of encoded ``AnyValue``s (see ``_otlp_wire``) as a dict."""
-    return {key: any_value(raw) for key, raw in dict(attributes).items()}
+    return {key: any_value(attributes[key]) for key in attributes}
 
 
 def _check_ids(span: SpanData) -> None:

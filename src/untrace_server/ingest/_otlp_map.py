@@ -229,10 +229,9 @@ def _metadata(span: SpanData, a: dict[str, Any], r: dict[str, Any]) -> dict[str,
 
 
 def _error(span: SpanData, a: dict[str, Any]) -> TraceError | None:
-    exception = next((e[2] for e in span.events if e[0] == "exception"), None)
     if span.status_code != 2 and not a.get("error.type"):
         return None
-    exception = exception or {}
+    exception = next((e[2] for e in span.events if e[0] == "exception"), {})
     return TraceError(
         type=str(exception.get("exception.type") or a.get("error.type") or "error"),
         message=str(span.status_message or exception.get("exception.message") or "error"),
