@@ -149,17 +149,20 @@ def conversation(
     attrs: dict[str, Any], events: list[tuple[str, int, dict[str, Any]]]
 ) -> tuple[list[Message] | None, str | None, list[Message] | None, str | None]:
     """(input messages, input text, output messages, output text) of a span."""
-    flat = _flattened(attrs)
-    in_msgs = (
-        _genai(attrs, "gen_ai.input.messages", True)
-        or _from_flat(flat.get("llm.input_messages."))
-        or _from_flat(flat.get("gen_ai.prompt."))
-    )
-    out_msgs = (
-        _genai(attrs, "gen_ai.output.messages", False)
-        or _from_flat(flat.get("llm.output_messages."))
-        or _from_flat(flat.get("gen_ai.completion."))
-    )
+    in_msgs = _genai(attrs, "gen_ai.input.messages", True)
+    out_msgs = _genai(attrs, "gen_ai.output.messages", False)
+    if in_msgs is None or out_msgs is None:  # the flattened forms, only when needed
+        flat = _flattened(attrs)
+        in_msgs = (
+            in_msgs
+            or _from_flat(flat.get("llm.input_messages."))
+            or _from_flat(flat.get("gen_ai.prompt."))
+        )
+        out_msgs = (
+            out_msgs
+            or _from_flat(flat.get("llm.output_messages."))
+            or _from_flat(flat.get("gen_ai.completion."))
+        )
     if events and (in_msgs is None or out_msgs is None):
         ev_in, ev_out = _events(events)
         in_msgs = in_msgs or ev_in or None
