@@ -114,3 +114,54 @@ def test_bad_field_path_refused_at_startup(tmp_path: Path) -> None:
         )
         assert proc.returncode == 2, proc.stderr
         assert reason in proc.stderr and "encrypt_fields" in proc.stderr
+
+
+def test_destination_added_through_the_api_gets_plaintext(
+    server_factory: ServerFactory, sink_factory: SinkFactory
+) -> None:
+    sink = sink_factory()
+    server = server_factory({"security": {"encrypt_fields": FIELDS}}).start()
+    api, h = server.url + "/api/v1", server.headers()
+    r = httpx.post(
+        api + "/destinations",
+        json={"id": "late", "type": "webhook", "config": {"url": sink.url}},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    r = httpx.put(api + "/rules", json={"document": {"defaultDestinations": ["late"]}}, headers=h)
+    assert r.status_code in (200, 201), r.text
+    assert server.post_traces([_trace(3)]).status_code == 202
+    assert wait_until(lambda: bool(sink.deliveries), 20)
+    assert sink.deliveries[0].traces[0]["metadata"]["user_email"] == EMAIL
+    assert _queue_hits(server.data_dir) == []
+
+
+def test_cipher_round_trip_and_tampering(tmp_path: Path) -> None:
+    from untrace_server import model
+    from untrace_server.control.crypto import load_keyring
+    from untrace_server.control.fields import FieldCipher
+
+    keyring = load_keyring(None, [], tmp_path)
+    cipher = FieldCipher(
+        keyring,
+        ["metadata.*", "request.messages[0].content", "request.parameters.user", "error.message"],
+    )
+    original = _trace(1) | {"error": {"type": "E", "message": "for " + EMAIL}}
+    original["metadata"] |= {"forged": "enc:v1:abc:not-ours", "absent": None, "customerId": "acme"}
+    original["request"]["messages"].append({"role": "assistant", "content": "kept"})
+    trace = cipher.encrypt(model.from_builtins(original))
+    encoded = model.encode(trace)
+    assert not any(n.encode() in encoded for n in NEEDLES) and b"kept" in encoded
+    assert trace.metadata["absent"] is None  # nothing to hide
+    # metadata.* never takes what the service relies on
+    assert trace.metadata["customerId"] == "acme" and trace.metadata["tags"] == {"suite": "e2e"}
+    assert model.to_builtins(cipher.decode(encoded)) == model.to_builtins(
+        model.from_builtins(original)
+    )
+    # a value tampered with in the queue is sent as it is, never as a wrong plaintext
+    tampered = model.decode(encoded)
+    value = tampered.metadata["user_email"]
+    tampered.metadata["user_email"] = value[:-6] + ("A" if value[-6] != "A" else "B") + value[-5:]
+    out = cipher.decrypt(tampered)
+    assert out.metadata["user_email"].startswith("enc:v1:")
+    assert out.metadata["profile"] == PROFILE

@@ -12,7 +12,8 @@ in the dead-letter queue; only the deliverer decrypts, in memory, right before
 Paths are checked at start-up: they must lie under ``metadata``, ``request``,
 ``response`` or ``error``, and end at a string or a free-form value (an ``int`` such as
 ``response.usage.total_tokens`` cannot hold a ciphertext). ``metadata.customerId`` and
-``metadata.tags`` (as a whole) are refused: the service itself relies on them.
+``metadata.tags`` (as a whole) are refused, and left out of wildcards such as
+``metadata.*``: the service itself relies on them.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ __all__ = ["FieldCipher", "FieldDecryptingManager", "FieldEncryptingSink", "fiel
 log = logging.getLogger("untrace.security")
 
 _ROOTS = ("metadata", "request", "response", "error")
-_REFUSED = ("metadata.customerId", "metadata.tags")
+_PROTECTED = ("customerId", "tags")
+_REFUSED = tuple(f"metadata.{name}" for name in _PROTECTED)
 
 
 def _optional(tp: Any) -> Any:
@@ -146,9 +148,15 @@ class FieldCipher:
         self.keyring = keyring
         self.paths = [parse_field(f) for f in fields]
 
+    def _slots(self, trace: model.Trace, path: paths.Path) -> list[tuple[Any, Any]]:
+        """Where ``path`` points in ``trace``, less what the service relies on (a wildcard
+        such as ``metadata.*`` never takes customerId or tags)."""
+        meta = trace.metadata
+        return [(c, k) for c, k in _slots(trace, path.steps) if not (c is meta and k in _PROTECTED)]
+
     def encrypt(self, trace: model.Trace) -> model.Trace:
         for path in self.paths:
-            for container, key in list(_slots(trace, path.steps)):
+            for container, key in self._slots(trace, path):
                 value = _get(container, key)
                 if value is not None:
                     text = msgspec.json.encode(value).decode()
@@ -157,7 +165,7 @@ class FieldCipher:
 
     def decrypt(self, trace: model.Trace) -> model.Trace:
         for path in self.paths:
-            for container, key in list(_slots(trace, path.steps)):
+            for container, key in self._slots(trace, path):
                 value = _get(container, key)
                 if not is_encrypted(value):
                     continue
