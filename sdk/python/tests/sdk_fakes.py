@@ -100,6 +100,15 @@ class Collector:
 # -- mock LLM upstream ----------------------------------------------------------------
 
 COMPLETION_TEXT = "Hello from the mock"
+TOOLS_OPENAI = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
 STREAM_PARTS = ["Hel", "lo ", "from ", "the ", "stream"]
 
 

@@ -56,6 +56,36 @@ def test_span_tree_and_instrumented_openai_call_arrive(
     assert llm["metadata"]["customerId"] == "default"
 
 
+def test_stream_usage_and_responses_api_traces_are_delivered(
+    untrace_server: RealServer, mock_llm: MockLLM
+) -> None:
+    marker = f"stream-{uuid.uuid4()}"
+    untrace.init(SERVER_KEY, base_url=untrace_server.url)
+    untrace.instrument()
+    oai = openai.OpenAI(api_key="sk", base_url=mock_llm.url + "/v1", max_retries=0)
+    with oai, untrace.span("request", session_id=marker):
+        stream = oai.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert all(chunk.choices for chunk in stream)  # no usage chunk for the caller
+        oai.responses.create(
+            model="gpt-4o",
+            instructions="be brief",
+            input=[
+                {"role": "user", "content": "weather?"},
+                {"type": "function_call_output", "call_id": "call_0", "output": "sunny"},
+            ],
+        )
+    assert untrace.flush(10)
+    got = {t["name"]: t for t in untrace_server.wait_for(session_of(marker), 3)}
+    assert set(got) == {"request", "openai.chat", "openai.responses"}
+    assert got["openai.chat"]["response"]["usage"]["total_tokens"] == 16
+    responses = got["openai.responses"]
+    assert [m["role"] for m in responses["request"]["messages"]] == ["system", "user", "tool"]
+    assert responses["response"]["content"] == "Hello from the mock"
+    assert responses["response"]["usage"]["total_tokens"] == 18
+
+
 def test_large_gzip_batches_are_accepted(untrace_server: RealServer) -> None:
     marker = f"bulk-{uuid.uuid4()}"
     client = Untrace(SERVER_KEY, base_url=untrace_server.url, config=Config(gzip=True))
