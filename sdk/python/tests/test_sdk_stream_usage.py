@@ -142,16 +142,21 @@ def test_server_that_rejects_stream_options_gets_the_callers_request(
     traced: Traced, mock_llm: MockLLM, sdk: Clients
 ) -> None:
     # a model name starting with "strict" makes the mock answer 400 to stream_options
-    chunks = list(
-        sdk.oai().chat.completions.create(model="strict-llm", messages=MESSAGES, stream=True)
-    )
-    assert len(chunks) == 7 and "".join(c.choices[0].delta.content or "" for c in chunks) == (
-        "Hello from the stream"
-    )
+    oai = sdk.oai()
+    chunks = list(oai.chat.completions.create(model="strict-llm", messages=MESSAGES, stream=True))
+    assert len(chunks) == 7
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hello from the stream"
     assert sent_options(mock_llm) == [{"include_usage": True}, "<absent>"]
-    [llm] = traced()
-    assert "error" not in llm and "usage" not in llm["response"]
-    assert llm["response"]["content"] == "Hello from the stream"
+    # remembered per server: the next stream is sent as the caller asked, once
+    assert (
+        len(list(oai.chat.completions.create(model="strict-llm", messages=MESSAGES, stream=True)))
+        == 7
+    )
+    assert sent_options(mock_llm)[2:] == ["<absent>"]
+    one, two = traced()
+    assert "error" not in one and "usage" not in one["response"]
+    assert one["response"]["content"] == "Hello from the stream"
+    assert "error" not in two
 
 
 async def test_async_server_that_rejects_stream_options(

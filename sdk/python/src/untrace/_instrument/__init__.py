@@ -64,6 +64,8 @@ _PROVIDERS: dict[str, tuple[Target, ...]] = {
 _lock = threading.Lock()
 # (class, method name) -> original function
 _patched: dict[tuple[type, str], Any] = {}
+# base URLs of servers that refused what ``prepare`` added: asked as the caller asks
+_refused: set[str] = set()
 
 
 def _resolve(client: Untrace | None) -> Untrace | None:
@@ -85,6 +87,25 @@ def _start(client: Untrace | None, provider: Provider, kwargs: dict[str, Any]) -
         return None
 
 
+def _origin(resource: Any) -> str:
+    try:
+        return str(resource._client.base_url)
+    except Exception:
+        return ""
+
+
+def _begin(
+    client: Untrace | None, provider: Provider, resource: Any, kwargs: dict[str, Any]
+) -> tuple[LLMCall | None, str]:
+    call = _start(client, provider, kwargs)
+    origin = ""
+    if call is not None and call.hiding:
+        origin = _origin(resource)
+        if origin in _refused:
+            call.unprepare(kwargs)
+    return call, origin
+
+
 def _rejected_change(call: LLMCall | None, exc: BaseException) -> bool:
     """The server refused what ``prepare`` added (a server without ``stream_options``):
     the call is made again exactly as the caller asked."""
@@ -101,7 +122,7 @@ def _wrap(original: Any, provider: Provider, client: Untrace | None, is_async: b
 
         @functools.wraps(original)
         async def async_create(self: Any, *args: Any, **kwargs: Any) -> Any:
-            call = _start(client, provider, kwargs)
+            call, origin = _begin(client, provider, self, kwargs)
             retry = False
             try:
                 try:
@@ -111,6 +132,7 @@ def _wrap(original: Any, provider: Provider, client: Untrace | None, is_async: b
                         raise
                     retry = True
                 if retry and call is not None:
+                    _refused.add(origin)
                     call.unprepare(kwargs)
                     result = await original(self, *args, **kwargs)
             except BaseException as exc:
@@ -124,7 +146,7 @@ def _wrap(original: Any, provider: Provider, client: Untrace | None, is_async: b
 
         @functools.wraps(original)
         def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-            call = _start(client, provider, kwargs)
+            call, origin = _begin(client, provider, self, kwargs)
             retry = False
             try:
                 try:
@@ -134,6 +156,7 @@ def _wrap(original: Any, provider: Provider, client: Untrace | None, is_async: b
                         raise
                     retry = True
                 if retry and call is not None:
+                    _refused.add(origin)
                     call.unprepare(kwargs)
                     result = original(self, *args, **kwargs)
             except BaseException as exc:
@@ -242,6 +265,7 @@ def instrument(
 def uninstrument() -> None:
     """Put back every method ``instrument()`` replaced."""
     with _lock:
+        _refused.clear()
         for (cls, method), original in _patched.items():
             setattr(cls, method, original)
         _patched.clear()
