@@ -4,13 +4,15 @@ them back in plaintext, and rules see only ciphertext."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.conftest import webhook_config
+import redis
+from tests.conftest import require_service, webhook_config
 from tests.support.server import UNTRACE, ServerProcess, make_trace, wait_until
 from tests.support.sink import WebhookSink
 
@@ -99,6 +101,7 @@ def test_fields_stay_encrypted_through_retries_and_dead_letters(
 
 
 def test_bad_field_path_refused_at_startup(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("UNTRACE_")}
     for path, reason in (
         ("response.usage.total_tokens", "not a string"),
         ("metadata.customerId", "cannot be encrypted"),
@@ -111,9 +114,20 @@ def test_bad_field_path_refused_at_startup(tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             timeout=30,
+            env=clean,
         )
         assert proc.returncode == 2, proc.stderr
         assert reason in proc.stderr and "encrypt_fields" in proc.stderr
+    # a fleet node must share the master key: API nodes encrypt what workers decrypt
+    config.write_text("security:\n  encrypt_fields: ['metadata.user_email']\n")
+    proc = subprocess.run(
+        [UNTRACE, "serve", "--role", "api", "--config", str(config), "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=clean,
+    )
+    assert proc.returncode == 2 and "UNTRACE_MASTER_KEY" in proc.stderr, proc.stderr
 
 
 def test_destination_added_through_the_api_gets_plaintext(
@@ -165,3 +179,38 @@ def test_cipher_round_trip_and_tampering(tmp_path: Path) -> None:
     out = cipher.decrypt(tampered)
     assert out.metadata["user_email"].startswith("enc:v1:")
     assert out.metadata["profile"] == PROFILE
+
+
+def test_fields_encrypted_in_redis_streams(
+    server_factory: ServerFactory, sink_factory: SinkFactory
+) -> None:
+    """The same at rest in a fleet queue: the Redis streams hold only ciphertext."""
+    url = "redis://127.0.0.1:6379/13"  # a database of its own, emptied after
+    client: Any = redis.Redis.from_url(url)  # redis-py types its replies loosely
+    try:
+        client.ping()
+    except redis.RedisError:
+        client.close()
+        require_service("Redis at 127.0.0.1:6379")
+    sink = sink_factory()
+    config = webhook_config(("hook", sink))
+    config["security"] = {"encrypt_fields": FIELDS}
+    config["queue"] = {"url": url}
+    server = server_factory(config).start()
+    try:
+        assert server.post_traces([_trace(i) for i in range(3)]).status_code == 202
+        assert wait_until(lambda: sum(len(d.traces) for d in sink.deliveries) >= 3, 20)
+        assert all(t["metadata"]["user_email"] == EMAIL for d in sink.deliveries for t in d.traces)
+        stored = b"".join(
+            b"".join(k + v for k, v in fields.items())
+            for key in client.scan_iter(match="untrace:*")
+            if client.type(key) == b"stream"
+            for _, fields in client.xrange(key)
+        )
+        assert b"enc:v1:" in stored  # the retained traces are there, encrypted
+        assert not any(n.encode() in stored for n in NEEDLES)
+    finally:
+        server.stop()
+        for key in client.scan_iter(match="untrace:*"):
+            client.delete(key)
+        client.close()
