@@ -279,3 +279,46 @@ async def test_anthropic_async_and_async_stream(
     llms = sorted(traced(), key=lambda t: t["model"])
     assert [t["model"] for t in llms] == ["claude-a", "claude-b"]
     assert llms[1]["response"]["content"] == "Hello from the stream"
+
+
+def test_stream_failing_midway_is_traced_with_its_error(traced: Any) -> None:
+    """The SDK's stream closes its HTTP response on the way out of an error; the trace
+    must still carry the error (not be sent early by that close)."""
+    from types import SimpleNamespace
+
+    from untrace._instrument._call import LLMCall
+    from untrace._instrument._openai import OpenAIProvider
+
+    class FakeResponse:
+        def __init__(self) -> None:
+            self.closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+
+    class FakeStream:
+        def __init__(self) -> None:
+            self.response = FakeResponse()
+            self._iterator = self._chunks()
+
+        def _chunks(self) -> Any:
+            try:
+                delta = SimpleNamespace(content="Hel", tool_calls=None)
+                choice = SimpleNamespace(index=0, delta=delta, finish_reason=None)
+                yield SimpleNamespace(model="m-1", choices=[choice], usage=None)
+                raise ConnectionResetError("upstream went away")
+            finally:
+                self.response.close()
+
+    client = untrace.get_client()
+    assert client is not None
+    stream = FakeStream()
+    LLMCall(client, OpenAIProvider(), {"model": "m", "stream": True}).finish(stream)
+    got = []
+    with pytest.raises(ConnectionResetError):
+        for chunk in stream._iterator:
+            got.append(chunk)
+    assert len(got) == 1 and stream.response.closed == 1
+    [llm] = traced()
+    assert llm["error"]["type"] == "ConnectionResetError"
+    assert llm["response"]["content"] == "Hel"

@@ -223,3 +223,26 @@ async def test_async_stream_helper(traced: Traced, mock_llm: MockLLM, sdk: Clien
     [llm] = traced()
     assert llm["response"]["usage"] == USAGE
     assert llm["response"]["content"] == "Hello from the stream"
+
+
+def test_stream_helper_left_early_is_traced_when_released(
+    traced: Traced, mock_llm: MockLLM, sdk: Clients
+) -> None:
+    with sdk.oai().chat.completions.stream(model="gpt-4o", messages=MESSAGES) as stream:
+        for event in stream:
+            if event.type == "content.delta" and event.delta:
+                break
+    [llm] = traced()  # sent when the helper closed the HTTP response
+    assert llm["response"]["content"] == "Hel"
+    assert "error" not in llm
+
+
+async def test_async_stream_helper_left_early_is_traced(
+    traced: Traced, mock_llm: MockLLM, sdk: Clients
+) -> None:
+    async with sdk.aoai().chat.completions.stream(model="gpt-4o", messages=MESSAGES) as stream:
+        async for event in stream:
+            if event.type == "content.delta" and event.delta:
+                break
+    [llm] = traced()
+    assert llm["response"]["content"] == "Hel"

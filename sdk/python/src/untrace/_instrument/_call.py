@@ -12,7 +12,7 @@ import contextlib
 import inspect
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._context import current_span
@@ -187,31 +187,37 @@ class LLMCall:
     def _hook_stream(self, stream: Any) -> None:
         state = self.provider.stream_state()
         inner = stream._iterator
+        response = stream.response
+        # closed before the end — ``stream.close()``, or a ``.stream()`` helper closing
+        # the HTTP response on exit — or dropped and collected: still one trace, with
+        # what arrived so far. The SDK's own close at the end of the stream (the
+        # generator is running then) is left to the generator, which knows the error.
         if hasattr(inner, "__anext__"):
-            stream._iterator = self._traced_async(inner, state)
-        else:
-            stream._iterator = self._traced(inner, state)
-        # closed before the end (or dropped and collected): still one trace, with what
-        # arrived so far
-        close = stream.close
-        if inspect.iscoroutinefunction(close):
+            agen = self._traced_async(inner, state)
+            stream._iterator = agen
+            aclose = response.aclose
 
-            async def aclose() -> None:
+            async def response_aclose() -> None:
                 try:
-                    await close()
+                    await aclose()
                 finally:
-                    self._end_stream(state, None)
+                    if not agen.ag_running:
+                        self._end_stream(state, None)
 
-            stream.close = aclose
+            response.aclose = response_aclose
         else:
+            gen = self._traced(inner, state)
+            stream._iterator = gen
+            close = response.close
 
-            def sclose() -> None:
+            def response_close() -> None:
                 try:
                     close()
                 finally:
-                    self._end_stream(state, None)
+                    if inspect.getgeneratorstate(gen) != inspect.GEN_RUNNING:
+                        self._end_stream(state, None)
 
-            stream.close = sclose
+            response.close = response_close
         weakref.finalize(stream, self._end_stream, state, None)
 
     def _end_stream(self, state: StreamState, error: BaseException | None) -> None:
@@ -224,7 +230,7 @@ class LLMCall:
         except Exception:
             return False
 
-    def _traced(self, inner: Iterator[Any], state: StreamState) -> Iterator[Any]:
+    def _traced(self, inner: Iterator[Any], state: StreamState) -> Generator[Any, None, None]:
         error: BaseException | None = None
         hiding = self.hiding
         try:
