@@ -39,8 +39,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.server import ADMIN_KEY, free_port  # noqa: E402
 
 from untrace_server import model  # noqa: E402
-from untrace_server.ingest._otlp_decode import decode_protobuf  # noqa: E402
-from untrace_server.ingest._otlp_http import OtlpHandler  # noqa: E402
+from untrace_server.ingest._otlp_http import PROTOBUF, OtlpHandler  # noqa: E402
 
 UNTRACE = str(Path(sys.executable).parent / "untrace")
 
@@ -108,12 +107,12 @@ def build_body(n: int) -> bytes:
 
 
 def in_process(body: bytes, n: int, seconds: float = 3.0) -> float:
-    """What the handler does per request minus HTTP and the queue: decode, map (with
-    the root-id bookkeeping and checks of ``OtlpHandler.traces``), encode."""
+    """What the handler does per request minus HTTP and the queue: decode and map
+    (``OtlpHandler.convert``: root-id bookkeeping, checks, GC paused), encode."""
     handler = OtlpHandler(sink=None, max_body_bytes=len(body))  # type: ignore[arg-type]
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        traces, problems = handler.traces(decode_protobuf(body))
+        traces, problems = handler.convert(body, PROTOBUF)
         assert len(traces) == n and not problems, problems[:1]
         for trace in traces:
             model.encode(trace)

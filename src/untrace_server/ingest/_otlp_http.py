@@ -12,6 +12,7 @@ submit, and the OTLP response semantics.
 
 from __future__ import annotations
 
+import gc
 from collections import OrderedDict
 from typing import Any
 
@@ -103,6 +104,21 @@ class OtlpHandler:
             traces.append(trace)
         return traces, problems
 
+    def convert(self, body: bytes, media: str) -> tuple[list[Trace], list[str]]:
+        """Body → accepted Traces and the problems of the rejected spans. The cyclic GC
+        is paused meanwhile: a 500-span body allocates some 50,000 acyclic objects, which
+        set off dozens of collections that find nothing (about 10% of the receiver's
+        time). Nothing awaits in here, so no other request runs with the GC paused."""
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            spans = decode_protobuf(body) if media == PROTOBUF else decode_json(body)
+            return self.traces(spans)
+        finally:
+            if paused:
+                gc.enable()
+
     async def handle(self, request: Request, customer_id: str) -> Response:
         media = self.media(request)
         if media is None:
@@ -111,12 +127,12 @@ class OtlpHandler:
             )
         try:
             body = await read_body(request, self.max_body_bytes)
-            spans = decode_protobuf(body) if media == PROTOBUF else decode_json(body)
-        except MalformedOtlp as exc:
-            return self.error(media, 400, str(exc))
         except IngestError as exc:
             return self.error(media, exc.status, exc.message)
-        traces, problems = self.traces(spans)
+        try:
+            traces, problems = self.convert(body, media)
+        except MalformedOtlp as exc:
+            return self.error(media, 400, str(exc))
         if traces:
             try:
                 await self.sink.submit(traces, customer_id)
