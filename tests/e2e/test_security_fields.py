@@ -36,7 +36,7 @@ def _queue_hits(data_dir: Path) -> list[str]:
 
 def _trace(i: int) -> dict[str, Any]:
     trace = make_trace(i)
-    trace["metadata"].update(user_email=EMAIL, profile=PROFILE)
+    trace["metadata"].update(user_email=EMAIL, profile=dict(PROFILE))  # encrypted in place
     trace["request"]["messages"] = [{"role": "user", "content": QUESTION}]
     return trace
 
@@ -179,6 +179,18 @@ def test_cipher_round_trip_and_tampering(tmp_path: Path) -> None:
     out = cipher.decrypt(tampered)
     assert out.metadata["user_email"].startswith("enc:v1:")
     assert out.metadata["profile"] == PROFILE
+    # overlapping paths, in either order, unwind to the plaintext
+    for fields, hidden in (
+        (["metadata.profile.plan", "metadata.profile"], "PLAINTEXT-PROFILE"),
+        (["metadata.profile", "metadata.profile.plan"], "PLAINTEXT-PROFILE"),
+        (["metadata.*", "metadata.user_email"], EMAIL),
+    ):
+        both = FieldCipher(keyring, fields)
+        sealed = model.encode(both.encrypt(model.from_builtins(_trace(2))))
+        assert hidden.encode() not in sealed
+        assert model.to_builtins(both.decode(sealed)) == model.to_builtins(
+            model.from_builtins(_trace(2))
+        )
 
 
 def test_fields_encrypted_in_redis_streams(

@@ -164,7 +164,9 @@ class FieldCipher:
         return trace
 
     def decrypt(self, trace: model.Trace) -> model.Trace:
-        for path in self.paths:
+        # the inverse of encrypt: last path first, so overlapping paths (metadata.profile
+        # and metadata.profile.plan, or metadata.* and metadata.user_email) unwind
+        for path in reversed(self.paths):
             for container, key in self._slots(trace, path):
                 value = _get(container, key)
                 if not is_encrypted(value):
