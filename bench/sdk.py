@@ -5,6 +5,9 @@
 2. An instrumented openai chat completion against a local mock upstream, compared
    with an uninstrumented one (interleaved blocks, medians), plus the tracing hook
    alone (same work, no network) for a low-noise figure.
+3. The same for a streamed chat completion (7 chunks, read to the end, the caller not
+   asking for usage): the instrumented call asks for usage, so it also receives,
+   records and hides one more chunk.
 
     .venv/bin/python bench/sdk.py [--calls 20000] [--rounds 40]
 """
@@ -22,7 +25,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sdk" / "python" / "tests"))
 
 import openai
-from sdk_fakes import Collector, MockLLM, serving
+from openai.types.chat import ChatCompletionChunk
+from sdk_fakes import Collector, MockLLM, _openai_chunks, serving
 
 import untrace
 from untrace._instrument import _PROVIDERS
@@ -126,6 +130,81 @@ def bench_openai(mock_url: str, collector_url: str, rounds: int, block: int) -> 
     }
 
 
+def bench_openai_stream(
+    mock_url: str, collector_url: str, rounds: int, block: int
+) -> dict[str, float]:
+    """Interleaved: uninstrumented; instrumented (asks for usage, hides the extra
+    chunk); instrumented with ``openai_stream_usage=False`` (the hooks alone)."""
+    asking = untrace.Untrace("k", base_url=collector_url)
+    not_asking = untrace.Untrace(
+        "k", base_url=collector_url, config=untrace.Config(openai_stream_usage=False)
+    )
+    oai = openai.OpenAI(api_key="sk", base_url=mock_url + "/v1", max_retries=0)
+    times: dict[str, list[float]] = {"plain": [], "usage": [], "no_usage": []}
+    clock = time.perf_counter_ns
+
+    def run(into: list[float]) -> None:
+        for _ in range(block):
+            t0 = clock()
+            chunks = list(
+                oai.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+            )
+            into.append((clock() - t0) / 1000)
+            assert len(chunks) == 7
+
+    untrace.uninstrument()
+    run([])
+    for _ in range(rounds):
+        untrace.uninstrument()
+        run(times["plain"])
+        untrace.instrument(asking)
+        run(times["usage"])
+        untrace.instrument(not_asking)
+        run(times["no_usage"])
+    untrace.uninstrument()
+    oai.close()
+
+    # the hooks alone on the caller's thread: 8 parsed chunks (the usage one included)
+    # read through a hooked stream, minus reading them plainly
+    wire = list(_openai_chunks({"model": "gpt-4o", "stream_options": {"include_usage": True}}))
+    provider = _PROVIDERS["openai"][0].provider
+    kwargs: dict[str, Any] = {"model": "gpt-4o", "messages": MESSAGES, "stream": True}
+
+    class FakeResponse:
+        def close(self) -> None:
+            pass
+
+    class FakeStream:
+        def __init__(self) -> None:
+            self.response = FakeResponse()
+            self._iterator = iter([ChatCompletionChunk.model_validate(c) for c in wire])
+
+    hook: list[float] = []
+    for i in range(5000):
+        bare, hooked = FakeStream(), FakeStream()
+        t0 = clock()
+        list(bare._iterator)
+        t1 = clock()
+        LLMCall(asking, provider, kwargs).finish(hooked)
+        list(hooked._iterator)
+        hook.append((clock() - t1 - (t1 - t0)) / 1000)
+        if i % 500 == 499:
+            asking.flush(10)
+    for client in (asking, not_asking):
+        client.flush(30)
+        client.shutdown(5)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "hook_median_us": statistics.median(hook),
+        "hook_p99_us": pct(hook, 0.99),
+        "plain_median_us": med["plain"],
+        "traced_median_us": med["usage"],
+        "added_median_us": med["usage"] - med["plain"],
+        "added_no_usage_us": med["no_usage"] - med["plain"],
+        "calls_each": len(times["plain"]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=20_000)
@@ -154,6 +233,18 @@ def main() -> None:
         print(
             f"instrumentation hook alone (LLMCall + finish + trace): median "
             f"{o['hook_median_us']:.2f} us, p99 {o['hook_p99_us']:.2f} us"
+        )
+        s = bench_openai_stream(mock.url, collector.url, args.rounds, args.block)
+        print(
+            f"openai chat.completions.create(stream=True), 7 chunks, {s['calls_each']} "
+            f"calls each: uninstrumented median {s['plain_median_us']:.0f} us, "
+            f"instrumented {s['traced_median_us']:.0f} us, "
+            f"added {s['added_median_us']:+.1f} us (with openai_stream_usage=False: "
+            f"{s['added_no_usage_us']:+.1f} us)"
+        )
+        print(
+            f"stream hooks alone (ask, record and hide usage, 8 chunks, trace): median "
+            f"{s['hook_median_us']:.2f} us, p99 {s['hook_p99_us']:.2f} us"
         )
 
 
