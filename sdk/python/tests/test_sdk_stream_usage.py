@@ -246,3 +246,24 @@ async def test_async_stream_helper_left_early_is_traced(
                 break
     [llm] = traced()
     assert llm["response"]["content"] == "Hel"
+
+
+def test_broken_prepare_or_hide_never_breaks_the_stream(
+    traced: Traced, mock_llm: MockLLM, sdk: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from untrace._instrument import _openai
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("tracing bug")
+
+    oai = sdk.oai()
+    monkeypatch.setattr(_openai.OpenAIProvider, "prepare", broken)
+    chunks = list(oai.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+    assert len(chunks) == 7 and sent_options(mock_llm) == ["<absent>"]  # sent as asked
+    monkeypatch.undo()
+    monkeypatch.setattr(_openai.OpenAIProvider, "hide", broken)
+    chunks = list(oai.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+    # nothing can be hidden now: the caller gets every chunk, the call still works
+    assert len(chunks) == 8 and chunks[-1].usage is not None
+    one, two = traced()
+    assert "usage" not in one["response"] and two["response"]["usage"] == USAGE
