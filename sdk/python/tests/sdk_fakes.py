@@ -112,8 +112,18 @@ TOOLS_OPENAI = [
 STREAM_PARTS = ["Hel", "lo ", "from ", "the ", "stream"]
 
 
+# the answer to a request for structured output (response_format / text.format)
+STRUCTURED = '{"city":"Paris","temperature":21}'
+
+
+def _json_schema(req: dict[str, Any]) -> bool:
+    fmt = req.get("response_format") or (req.get("text") or {}).get("format") or {}
+    return fmt.get("type") == "json_schema"
+
+
 def _openai_completion(req: dict[str, Any]) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": COMPLETION_TEXT}
+    content = STRUCTURED if _json_schema(req) else COMPLETION_TEXT
+    message: dict[str, Any] = {"role": "assistant", "content": content}
     finish = "stop"
     if req.get("tools"):
         message = {
@@ -184,7 +194,8 @@ def _openai_chunks(req: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _responses_output(req: dict[str, Any]) -> list[dict[str, Any]]:
-    text = {"type": "output_text", "text": COMPLETION_TEXT, "annotations": []}
+    answer = STRUCTURED if _json_schema(req) else COMPLETION_TEXT
+    text = {"type": "output_text", "text": answer, "annotations": []}
     output: list[dict[str, Any]] = [
         {
             "type": "message",

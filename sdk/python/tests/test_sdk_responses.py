@@ -10,7 +10,8 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from sdk_fakes import COMPLETION_TEXT, Clients, MockLLM
+from pydantic import BaseModel
+from sdk_fakes import COMPLETION_TEXT, STRUCTURED, Clients, MockLLM
 
 import untrace
 
@@ -267,3 +268,30 @@ def test_unused_stream_manager_sends_nothing(
         model="claude-x", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
     )
     assert traced() == [] and mock_llm.requests == []
+
+
+# -- structured output: chat.completions.parse() / responses.parse() --------------------
+
+
+class Weather(BaseModel):
+    city: str
+    temperature: int
+
+
+def test_chat_parse(traced: Traced, mock_llm: MockLLM, sdk: Clients) -> None:
+    result = sdk.oai().chat.completions.parse(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}], response_format=Weather
+    )
+    assert result.choices[0].message.parsed == Weather(city="Paris", temperature=21)
+    [llm] = traced()
+    assert llm["name"] == "openai.chat" and llm["response"]["content"] == STRUCTURED
+    assert llm["response"]["usage"]["total_tokens"] == 18
+    assert "Weather" in llm["request"]["parameters"]["response_format"]
+
+
+async def test_responses_parse_async(traced: Traced, mock_llm: MockLLM, sdk: Clients) -> None:
+    result = await sdk.aoai().responses.parse(model="gpt-4o", input="hi", text_format=Weather)
+    assert result.output_parsed == Weather(city="Paris", temperature=21)
+    [llm] = traced()
+    assert llm["name"] == "openai.responses" and llm["response"]["content"] == STRUCTURED
+    assert llm["response"]["usage"] == USAGE

@@ -5,7 +5,8 @@ Patching is by class attribute, so clients created before or after ``instrument(
 are both traced; ``uninstrument()`` puts the original methods back. Three shapes of
 method are patched:
 
-- ``create`` (``sync`` / ``async``): the call itself; a stream it returns is hooked.
+- ``create`` / ``parse`` (``sync`` / ``async``): the call itself; a stream it returns
+  is hooked.
 - ``stream`` (``manager``): anthropic's ``messages.stream()`` helper posts by itself
   when its context manager is entered; the request it will make is wrapped instead.
 
@@ -48,10 +49,16 @@ _PROVIDERS: dict[str, tuple[Target, ...]] = {
         Target(
             "openai.resources.chat.completions", "AsyncCompletions", "create", "async", _OPENAI_CHAT
         ),
+        Target("openai.resources.chat.completions", "Completions", "parse", "sync", _OPENAI_CHAT),
+        Target(
+            "openai.resources.chat.completions", "AsyncCompletions", "parse", "async", _OPENAI_CHAT
+        ),
         Target("openai.resources.responses", "Responses", "create", "sync", _OPENAI_RESPONSES),
         Target(
             "openai.resources.responses", "AsyncResponses", "create", "async", _OPENAI_RESPONSES
         ),
+        Target("openai.resources.responses", "Responses", "parse", "sync", _OPENAI_RESPONSES),
+        Target("openai.resources.responses", "AsyncResponses", "parse", "async", _OPENAI_RESPONSES),
     ),
     "anthropic": (
         Target("anthropic.resources.messages", "Messages", "create", "sync", _ANTHROPIC),
