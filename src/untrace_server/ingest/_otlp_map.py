@@ -62,15 +62,8 @@ _OPERATIONS = {
 _PARAMS = tuple(  # (attribute, parameter)
     ("gen_ai.request." + name, {"stop_sequences": "stop", "choice.count": "n"}.get(name, name))
     for name in (
-        "temperature",
-        "max_tokens",
-        "top_p",
-        "top_k",
-        "frequency_penalty",
-        "presence_penalty",
-        "seed",
-        "stop_sequences",
-        "choice.count",
+        *("temperature", "max_tokens", "top_p", "top_k", "frequency_penalty"),
+        *("presence_penalty", "seed", "stop_sequences", "choice.count"),
     )
 )
 _META_PREFIXES = (
