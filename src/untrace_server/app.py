@@ -36,7 +36,6 @@ from untrace_server.control.fields import (
     field_cipher,
 )
 from untrace_server.control.jwt import ServiceTokenVerifier
-from untrace_server.control.keys import load_server_secret
 from untrace_server.control.netallow import RequestContextMiddleware
 from untrace_server.control.ratelimit import KeyRateLimiter, RateLimitedSink
 from untrace_server.control.store import ControlStore
@@ -75,11 +74,10 @@ class Components:
 
 def build_components(settings: Settings) -> Components:
     """Validate everything that can be validated before a socket opens (ConfigError)."""
-    secret = load_server_secret(settings.secret_key, settings.data_dir)
     security = settings.security
     keyring = load_keyring(settings.master_key, security.previous_master_keys, settings.data_dir)
     cipher = field_cipher(settings, keyring)
-    store = ControlStore(settings.effective_database_url, secret, keyring)
+    store = ControlStore.from_settings(settings, keyring)
     queue = queue_from_settings(settings)
     for customer_id, customer in settings.customers.items():
         for spec in customer.destinations:  # validate every file-declared destination now

@@ -17,7 +17,8 @@ from untrace_server import cli_manage
 from untrace_server.cli_manage import destinations_app, replay_cmd, secrets_app, traces_app
 from untrace_server.cli_rules import rules_app
 from untrace_server.config import Settings, load_settings, parse_duration
-from untrace_server.control.keys import SCOPES, generate_key, load_server_secret
+from untrace_server.control.crypto import Keyring
+from untrace_server.control.keys import SCOPES, generate_key
 from untrace_server.control.store import ControlStore
 from untrace_server.errors import ConfigError
 from untrace_server.queue import queue_from_settings
@@ -89,12 +90,15 @@ def serve(
     )
 
 
-def _run_store(settings: Settings, fn: Callable[[ControlStore], Awaitable[T]]) -> T:
+def run_with_store(
+    settings: Settings,
+    fn: Callable[[ControlStore], Awaitable[T]],
+    keyring: Keyring | None = None,
+) -> T:
+    """Open the local control store, run ``fn`` on it, close it."""
+
     async def go() -> T:
-        store = ControlStore(
-            settings.effective_database_url,
-            load_server_secret(settings.secret_key, settings.data_dir),
-        )
+        store = ControlStore.from_settings(settings, keyring)
         await store.start()
         try:
             return await fn(store)
@@ -126,7 +130,7 @@ def keys_create(
         raise typer.Exit(2) from None
     settings = load_cli_settings(config, data_dir)
     key = generate_key()
-    record = _run_store(
+    record = run_with_store(
         settings,
         lambda s: s.add_key(
             key, customer_id=customer, scopes=wanted, name=name, expires_at=expires_at
@@ -148,7 +152,7 @@ def keys_list(
 ) -> None:
     """List keys (prefix, customer, scopes, expiry) — never the keys themselves."""
     settings = load_cli_settings(config, data_dir)
-    found = _run_store(settings, lambda s: s.list_keys(customer))
+    found = run_with_store(settings, lambda s: s.list_keys(customer))
     table = Table("id", "prefix", "customer", "scopes", "created", "expires", "revoked")
     for k in found:
         table.add_row(
@@ -171,7 +175,7 @@ def _when(t: float | None) -> str:
 def keys_revoke(key_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Revoke a key by its id."""
     settings = load_cli_settings(config, data_dir)
-    if not _run_store(settings, lambda s: s.revoke_key(key_id)):
+    if not run_with_store(settings, lambda s: s.revoke_key(key_id)):
         console.print(f"[red]no active key {key_id}[/red]")
         raise typer.Exit(1)
     console.print(f"revoked {key_id}")

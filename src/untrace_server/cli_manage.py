@@ -6,7 +6,6 @@ progress bar."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -141,10 +140,8 @@ def secrets_rotate(
     configured UNTRACE_MASTER_KEY a new key is generated into the data dir's key file
     (the old one stays there for the other nodes); with one, the stored secrets are
     re-wrapped under it (keep the old in security.previous_master_keys until done)."""
-    from untrace_server.cli import load_cli_settings
+    from untrace_server.cli import load_cli_settings, run_with_store
     from untrace_server.control import crypto
-    from untrace_server.control.keys import load_server_secret
-    from untrace_server.control.store import ControlStore
 
     settings = load_cli_settings(config, data_dir)
     if not settings.master_key:
@@ -155,19 +152,7 @@ def secrets_rotate(
         settings.master_key, settings.security.previous_master_keys, settings.data_dir
     )
 
-    async def go() -> int:
-        store = ControlStore(
-            settings.effective_database_url,
-            load_server_secret(settings.secret_key, settings.data_dir),
-            keyring,
-        )
-        await store.start()
-        try:
-            return await store.rewrap_secrets()
-        finally:
-            await store.close()
-
-    count = asyncio.run(go())
+    count = run_with_store(settings, lambda store: store.rewrap_secrets(), keyring)
     typer.echo(f"re-wrapped the secrets of {count} destinations under key {keyring.current}")
 
 

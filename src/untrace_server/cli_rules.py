@@ -3,7 +3,6 @@ the local store (the server picks up a stored change within seconds)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -16,7 +15,6 @@ import yaml
 
 from untrace_server import model
 from untrace_server.config import Settings
-from untrace_server.control.keys import load_server_secret
 from untrace_server.control.store import ControlStore
 from untrace_server.control.topology import Topology
 from untrace_server.errors import ConfigError
@@ -43,20 +41,14 @@ def _ctx(config: Path | None, data_dir: Path | None) -> tuple[Settings, Any]:
 
 
 def _with_topology(settings: Settings, fn: Callable[[Topology], Awaitable[T]]) -> T:
-    async def go() -> T:
-        store = ControlStore(
-            settings.effective_database_url,
-            load_server_secret(settings.secret_key, settings.data_dir),
-        )
-        await store.start()
-        try:
-            topology = Topology(settings, store)
-            await topology.refresh(force=True)
-            return await fn(topology)
-        finally:
-            await store.close()
+    from untrace_server.cli import run_with_store
 
-    return asyncio.run(go())
+    async def go(store: ControlStore) -> T:
+        topology = Topology(settings, store)
+        await topology.refresh(force=True)
+        return await fn(topology)
+
+    return run_with_store(settings, go)
 
 
 def _load_document(path: Path) -> dict[str, Any]:

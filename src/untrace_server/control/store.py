@@ -14,8 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from untrace_server.control.crypto import Keyring
-from untrace_server.control.keys import ApiKey, hash_key, key_prefix
+from untrace_server.config import Settings
+from untrace_server.control.crypto import Keyring, load_keyring
+from untrace_server.control.keys import ApiKey, hash_key, key_prefix, load_server_secret
 from untrace_server.control.schema import (
     add_missing_columns,
     api_keys,
@@ -86,6 +87,17 @@ def _row_to_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
 # Columns added after the first release: (table, column, SQL type) — added on start to
 # a store created by an older version (create_all never alters an existing table).
 class ControlStore:
+    @classmethod
+    def from_settings(cls, settings: Settings, keyring: Keyring | None = None) -> ControlStore:
+        """The store the settings name, with the server secret and the master keyring
+        (each generated into the data dir on first use when not configured)."""
+        if keyring is None:
+            keyring = load_keyring(
+                settings.master_key, settings.security.previous_master_keys, settings.data_dir
+            )
+        secret = load_server_secret(settings.secret_key, settings.data_dir)
+        return cls(settings.effective_database_url, secret, keyring)
+
     def __init__(self, url: str, secret: bytes, keyring: Keyring | None = None) -> None:
         self.url = url
         self._secret = secret
