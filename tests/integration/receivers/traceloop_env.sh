@@ -3,11 +3,11 @@
 # project's venv so OpenLLMetry's many instrumentation packages never mix with Untrace's.
 # httpx is listed because traceloop-sdk imports it without declaring it.
 # Prints the venv's python path.
-#   usage: tests/integration/receivers/traceloop_env.sh [venv dir]
+#   usage: tests/integration/receivers/traceloop_env.sh [venv dir]  (or $TRACELOOP_VENV)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
-venv="${1:-$root/.cache/traceloop-venv}"
+venv="${1:-${TRACELOOP_VENV:-$root/.cache/traceloop-venv}}"
 python="${TRACELOOP_PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.installed" ]; then
     mkdir -p "$(dirname "$venv")"
