@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from untrace_server import cli_manage
+from untrace_server import cli_keys_dlq
 from untrace_server.cli_manage import destinations_app, replay_cmd, secrets_app, traces_app
 from untrace_server.cli_rules import rules_app
 from untrace_server.config import Settings, load_settings, parse_duration
@@ -29,11 +29,11 @@ __all__ = ["main"]
 T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Untrace: LLM trace forwarding.")
-# the offline keys/dlq commands below; cli_manage's keys/dlq add --url and call them
+# the offline keys/dlq commands below; cli_keys_dlq's keys/dlq add --url and call them
 keys_app = typer.Typer(no_args_is_help=True, help="API keys in the local store.")
 dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue.")
-app.add_typer(cli_manage.keys_app, name="keys")
-app.add_typer(cli_manage.dlq_app, name="dlq")
+app.add_typer(cli_keys_dlq.keys_app, name="keys")
+app.add_typer(cli_keys_dlq.dlq_app, name="dlq")
 app.add_typer(rules_app, name="rules")
 app.add_typer(destinations_app, name="destinations")
 app.add_typer(traces_app, name="traces")
