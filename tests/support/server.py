@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import yaml
@@ -104,10 +104,10 @@ class ServerProcess:
         raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
 
     def _close_log(self) -> None:
-        log = getattr(self, "_log", None)
+        log: IO[bytes] | None = getattr(self, "_log", None)
         if log is not None:
             log.close()
-            self._log = None
+            del self._log
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
