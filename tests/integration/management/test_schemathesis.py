@@ -34,8 +34,14 @@ def server() -> Iterator[ServerProcess]:
 
 def test_api_conforms(server: ServerProcess) -> None:
     schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    every = [result.ok() for result in schema.get_all_operations()]
+    # the capture routes speak other projects' wire formats (the proxy forwards to an
+    # upstream that is down here by design): fuzz the API that Untrace itself defines
+    operations = [
+        op for op in every if not {"capture", "operations"} & set(op.definition.raw.get("tags", []))
+    ]
     assert len(operations) >= 18
+    assert len(every) > len(operations)  # the whole surface is described
     count = 0
     for operation in operations:
 

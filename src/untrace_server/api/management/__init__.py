@@ -16,6 +16,7 @@ from starlette.responses import Response
 from untrace_server import __version__
 from untrace_server.api.errors import error_response, handle_exception
 from untrace_server.api.management import destinations, dlq, keys, replay, rules, traces
+from untrace_server.api.management.surface import SURFACE_PATHS
 from untrace_server.errors import ConfigError, UntraceError
 
 if TYPE_CHECKING:
@@ -120,4 +121,14 @@ def build_management_app(components: Components) -> FastAPI:
     async def native_ingest_doc(body: NativeIngest) -> Response:  # pragma: no cover
         raise HTTPException(405)  # the Starlette route in front of this one answers
 
+    generate = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document plus the capture and operations routes in front of it."""
+        if api.openapi_schema is None:
+            schema = generate()
+            schema["paths"] = {**schema["paths"], **SURFACE_PATHS}
+        return api.openapi_schema  # type: ignore[return-value]
+
+    api.openapi = openapi  # type: ignore[method-assign]
     return api
