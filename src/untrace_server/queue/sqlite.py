@@ -53,7 +53,9 @@ CREATE TABLE IF NOT EXISTS messages (
 -- leases walk this in id order and stop after LIMIT rows: no sort of the whole backlog
 DROP INDEX IF EXISTS messages_ready;
 CREATE INDEX IF NOT EXISTS messages_ready_by_id ON messages (topic, state, id);
-CREATE INDEX IF NOT EXISTS messages_done ON messages (state, done_at);
+-- only acked rows are pruned or evicted by age: a partial index that a publish never touches
+DROP INDEX IF EXISTS messages_done;
+CREATE INDEX IF NOT EXISTS messages_acked ON messages (done_at) WHERE state = 1;
 CREATE INDEX IF NOT EXISTS messages_key ON messages (key);
 """
 
