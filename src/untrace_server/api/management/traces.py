@@ -61,6 +61,8 @@ async def trace_status(
         queue, trace_id, caller.customer
     ):
         ingest = [r.state for r in records if r.topic == TRACES_TOPIC][-1]
+    elif deliveries:
+        ingest = "processed"  # routed: its deliveries exist
     if ingest is None and not deliveries:
         raise NotFound(f"trace {trace_id!r} not found")
     return {"id": trace_id, "ingest": ingest, "deliveries": deliveries}
