@@ -65,6 +65,12 @@ class RoutingVersion:
     comment: str
 
 
+def _row_to_routing(r: sa.Row[Any]) -> RoutingVersion:
+    return RoutingVersion(
+        r.customer_id, r.version, json.loads(r.document), r.created_at, r.created_by, r.comment
+    )
+
+
 def _row_to_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
     m = row._mapping
     return ApiKey(
@@ -373,17 +379,7 @@ class ControlStore:
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [
-            RoutingVersion(
-                r.customer_id,
-                r.version,
-                json.loads(r.document),
-                r.created_at,
-                r.created_by,
-                r.comment,
-            )
-            for r in rows
-        ]
+        return [_row_to_routing(r) for r in rows]
 
     async def latest_routing(self) -> dict[str, RoutingVersion]:
         """The newest routing version of every customer that has one."""
@@ -401,17 +397,7 @@ class ControlStore:
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return {
-            r.customer_id: RoutingVersion(
-                r.customer_id,
-                r.version,
-                json.loads(r.document),
-                r.created_at,
-                r.created_by,
-                r.comment,
-            )
-            for r in rows
-        }
+        return {r.customer_id: _row_to_routing(r) for r in rows}
 
     async def touch_keys(self, used: dict[str, float]) -> None:
         """Write last-used times lazily, in one statement per flush."""
