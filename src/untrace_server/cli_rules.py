@@ -27,11 +27,34 @@ T = TypeVar("T")
 
 rules_app = typer.Typer(no_args_is_help=True, help="Routing rules: test, apply, history, rollback.")
 
-CustomerOpt = Annotated[str, typer.Option("--customer", help="customer id")]
+CustomerOpt = Annotated[
+    str | None, typer.Option("--customer", help="customer id (offline: required; --url: admin)")
+]
 
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory")]
+
+
+def _api(url: str | None, key: str | None) -> bool:
+    """Whether to go through a running server's API (``--url``) rather than the store."""
+    from untrace_server.cli_keys_dlq import _remote
+
+    return _remote(url, key)
+
+
+def _call(url: str | None, key: str | None, method: str, path: str, customer: str | None,
+          **kw: Any) -> Any:  # fmt: skip
+    from untrace_server.cli_manage import _call as call
+
+    return call(str(url), str(key), method, path,
+                params={"customer": customer} if customer else {}, **kw)  # fmt: skip
+
+
+def _need(customer: str | None) -> str:
+    if not customer:
+        raise typer.BadParameter("--customer is required without --url")
+    return customer
 
 
 def _ctx(config: Path | None, data_dir: Path | None) -> tuple[Settings, Any]:
@@ -79,12 +102,23 @@ def _empty() -> Any:
     return CustomerConfig()
 
 
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", envvar="UNTRACE_URL", help="server base URL; without it: offline"),
+]
+KeyOpt = Annotated[
+    str | None, typer.Option("--key", envvar="UNTRACE_KEY", help="API key (with --url)")
+]
+
+
 @rules_app.command("test")
 def rules_test(
-    customer: CustomerOpt,
     trace: Annotated[Path, typer.Option("--trace", help="a Trace as JSON")],
+    customer: CustomerOpt = None,
     rules: Annotated[Path | None, typer.Option("--rules", help="routing YAML to try")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    url: UrlOpt = None,
+    key: KeyOpt = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -98,16 +132,22 @@ def rules_test(
         console.print(f"[red]cannot use {trace}: {exc}[/red]")
         raise typer.Exit(2) from None
     document = _load_document(rules) if rules else None
+    if _api(url, key):
+        body = {"trace": data, **({"document": document} if document is not None else {})}
+        print(json.dumps(_call(url, key, "POST", "/api/v1/rules/test", customer, json=body),
+                         indent=2))  # fmt: skip
+        return
+    name = _need(customer)
 
     async def run(topology: Topology) -> Any:
-        cust = topology.customers.get(customer)
+        cust = topology.customers.get(name)
         if cust is None and document is None:
-            raise ConfigError(f"customer {customer!r} has no configuration")
+            raise ConfigError(f"customer {name!r} has no configuration")
         doc = document if document is not None else cust.routing  # type: ignore[union-attr]
         known = {d.id for d in (cust.destinations if cust else []) if d.enabled}
         if document is not None and cust is None:
             known = set(doc.get("defaultDestinations", []))
-        return explain(build_pipeline(doc, customer_id=customer, known_destinations=known), sample)
+        return explain(build_pipeline(doc, customer_id=name, known_destinations=known), sample)
 
     try:
         report = _with_topology(settings, run)
@@ -122,65 +162,98 @@ def rules_test(
 
 @rules_app.command("apply")
 def rules_apply(
-    customer: CustomerOpt,
     file: Annotated[Path, typer.Option("-f", "--file", help="routing YAML")],
+    customer: CustomerOpt = None,
     comment: Annotated[str, typer.Option(help="why this change")] = "",
+    url: UrlOpt = None,
+    key: KeyOpt = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Validate a routing document and store it as the customer's next version."""
     settings, console = _ctx(config, data_dir)
     document = _load_document(file)
+    if _api(url, key):
+        out = _call(url, key, "PUT", "/api/v1/rules", customer,
+                    json={"document": document, "comment": comment})  # fmt: skip
+        console.print(f"stored routing version {out['version']}")
+        return
+    name = _need(customer)
 
     async def run(topology: Topology) -> int:
-        normal = _validate(topology, customer, document)
-        return await topology.store.put_routing(customer, normal, "cli", comment)
+        normal = _validate(topology, name, document)
+        return await topology.store.put_routing(name, normal, "cli", comment)
 
     try:
         version = _with_topology(settings, run)
     except ConfigError as exc:
         console.print(f"[red]invalid rules, nothing stored:[/red] {exc}")
         raise typer.Exit(2) from None
-    console.print(f"stored routing version {version} for customer {customer!r}")
+    console.print(f"stored routing version {version} for customer {name!r}")
 
 
 @rules_app.command("history")
 def rules_history(
-    customer: CustomerOpt, config: ConfigOpt = None, data_dir: DataDirOpt = None
+    customer: CustomerOpt = None,
+    url: UrlOpt = None,
+    key: KeyOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """List the stored versions of a customer's routing document, newest first."""
     settings, console = _ctx(config, data_dir)
-    versions = _with_topology(settings, lambda t: t.store.routing_history(customer))
+    if _api(url, key):
+        rows = [
+            (v["version"], v["created_at"], v["created_by"], v["document"], v["comment"])
+            for v in _call(url, key, "GET", "/api/v1/rules/history", customer)
+        ]
+    else:
+        name = _need(customer)
+        rows = [
+            (v.version, v.created_at, v.created_by, v.document, v.comment)
+            for v in _with_topology(settings, lambda t: t.store.routing_history(name))
+        ]
     from rich.table import Table
 
     table = Table("version", "created", "by", "rules", "comment")
-    for v in versions:
+    for version, created_at, created_by, document, comment in rows:
         table.add_row(
-            str(v.version),
-            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v.created_at)),
-            v.created_by,
-            str(len(v.document.get("rules", []))),
-            v.comment,
+            str(version),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(created_at)),
+            created_by,
+            str(len(document.get("rules", []))),
+            comment,
         )
     console.print(table)
-    if not versions:
+    if not rows:
         console.print("no stored versions: the config file's routing applies", style="dim")
 
 
 @rules_app.command("rollback")
 def rules_rollback(
-    customer: CustomerOpt, version: int, config: ConfigOpt = None, data_dir: DataDirOpt = None
+    version: int,
+    customer: CustomerOpt = None,
+    url: UrlOpt = None,
+    key: KeyOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Store an earlier version again as the newest (after re-validating it)."""
     settings, console = _ctx(config, data_dir)
+    if _api(url, key):
+        out = _call(url, key, "POST", "/api/v1/rules/rollback", customer,
+                    json={"version": version})  # fmt: skip
+        console.print(f"version {version} is live again as version {out['version']}")
+        return
+    name = _need(customer)
 
     async def run(topology: Topology) -> int:
-        found = [v for v in await topology.store.routing_history(customer) if v.version == version]
+        found = [v for v in await topology.store.routing_history(name) if v.version == version]
         if not found:
-            raise ConfigError(f"customer {customer!r} has no routing version {version}")
-        normal = _validate(topology, customer, found[0].document)
+            raise ConfigError(f"customer {name!r} has no routing version {version}")
+        normal = _validate(topology, name, found[0].document)
         return await topology.store.put_routing(
-            customer, normal, "cli", f"rollback to version {version}"
+            name, normal, "cli", f"rollback to version {version}"
         )
 
     try:
