@@ -5,13 +5,20 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from untrace_server.cli_manage import KeyOpt, _call
+from untrace_server.cli_manage import (
+    ConfigFileOpt,
+    DataDirOpt,
+    KeyOpt,
+    MaybeKey,
+    MaybeUrl,
+    _call,
+    _remote,
+)
 
 __all__ = ["dlq_app", "keys_app"]
 
@@ -25,23 +32,8 @@ dlq_app = typer.Typer(
     help="The dead-letter queue: through the API with --url, else the local queue.",
 )
 
-MaybeUrl = Annotated[
-    str | None,
-    typer.Option("--url", envvar="UNTRACE_URL", help="server base URL; without it: offline"),
-]
-MaybeKey = Annotated[
-    str | None, typer.Option("--key", envvar="UNTRACE_KEY", help="API key (with --url)")
-]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (offline)")]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory (offline)")]
+ConfigOpt = ConfigFileOpt
 DestOpt = Annotated[str | None, typer.Option(help="[customer/]destination")]
-
-
-def _remote(url: str | None, key: str | None) -> bool:
-    if url and not key:
-        typer.echo("--url needs --key (or UNTRACE_KEY)", err=True)
-        raise typer.Exit(2)
-    return bool(url)
 
 
 def _when(t: float | None) -> str:

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
 from rich.progress import Progress
+
+from untrace_server.control.catalog import DestinationCatalog
+from untrace_server.errors import ConfigError, IngestError
 
 __all__ = ["destinations_app", "replay_cmd", "secrets_app", "traces_app"]
 
@@ -22,7 +26,26 @@ secrets_app = typer.Typer(no_args_is_help=True, help="Secrets at rest.")
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="UNTRACE_URL", help="server base URL")]
 KeyOpt = Annotated[str, typer.Option("--key", envvar="UNTRACE_KEY", help="API key")]
-CustomerOpt = Annotated[str | None, typer.Option("--customer", help="admin: act for")]
+CustomerOpt = Annotated[
+    str | None, typer.Option("--customer", help="offline: whose; --url: admin acting for")
+]
+MaybeUrl = Annotated[
+    str | None,
+    typer.Option("--url", envvar="UNTRACE_URL", help="server base URL; without it: offline"),
+]
+MaybeKey = Annotated[
+    str | None, typer.Option("--key", envvar="UNTRACE_KEY", help="API key (with --url)")
+]
+ConfigFileOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (offline)")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory (offline)")]
+T = TypeVar("T")
+
+
+def _remote(url: str | None, key: str | None) -> bool:
+    if url and not key:
+        typer.echo("--url needs --key (or UNTRACE_KEY)", err=True)
+        raise typer.Exit(2)
+    return bool(url)
 
 
 def _call(url: str, key: str, method: str, path: str, **kw: Any) -> Any:
@@ -45,36 +68,83 @@ def _print(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+def _offline(
+    config: Path | None, data_dir: Path | None, fn: Callable[[DestinationCatalog], Awaitable[T]]
+) -> T:
+    """Run ``fn`` on the local store's destination catalog (no server needed)."""
+    from untrace_server.cli import load_cli_settings
+    from untrace_server.cli_rules import _with_topology
+
+    settings = load_cli_settings(config, data_dir)
+    try:
+        return _with_topology(settings, lambda topology: fn(DestinationCatalog(topology)))
+    except (ConfigError, IngestError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _customer(customer: str | None) -> str:
+    if not customer:
+        raise typer.BadParameter("--customer is required without --url")
+    return customer
+
+
 @destinations_app.command("list")
-def destinations_list(url: UrlOpt, key: KeyOpt, customer: CustomerOpt = None) -> None:
-    """List destinations (secrets masked)."""
-    _print(
-        _call(
-            url,
-            key,
-            "GET",
-            "/api/v1/destinations",
-            params={"customer": customer} if customer else {},
-        )
-    )
+def destinations_list(
+    url: MaybeUrl = None,
+    key: MaybeKey = None,
+    customer: CustomerOpt = None,
+    config_file: ConfigFileOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List destinations (secrets masked): through the API with --url, else the local store."""
+    if _remote(url, key):
+        params = {"customer": customer} if customer else {}
+        _print(_call(str(url), str(key), "GET", "/api/v1/destinations", params=params))
+        return
+    name = _customer(customer)
+    _print(list(_offline(config_file, data_dir, lambda c: c.effective(name)).values()))
 
 
 @destinations_app.command("create")
 def destinations_create(
-    url: UrlOpt,
-    key: KeyOpt,
     id: Annotated[str, typer.Option("--id")],
     type: Annotated[str, typer.Option("--type")],
     config: Annotated[str, typer.Option("--config-json", help="the connector config as JSON")],
+    url: MaybeUrl = None,
+    key: MaybeKey = None,
+    customer: CustomerOpt = None,
+    config_file: ConfigFileOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Create a destination; the config is validated by its connector."""
     body = {"id": id, "type": type, "config": json.loads(config)}
-    _print(_call(url, key, "POST", "/api/v1/destinations", json=body))
+    if _remote(url, key):
+        params = {"customer": customer} if customer else {}
+        _print(_call(str(url), str(key), "POST", "/api/v1/destinations", json=body,
+                     params=params))  # fmt: skip
+        return
+    name = _customer(customer)
+    _print(_offline(config_file, data_dir,
+                    lambda c: c.create(name, id, type, body["config"], True)))  # fmt: skip
 
 
 @destinations_app.command("delete")
-def destinations_delete(url: UrlOpt, key: KeyOpt, id: str) -> None:
-    _call(url, key, "DELETE", f"/api/v1/destinations/{id}")
+def destinations_delete(
+    id: str,
+    url: MaybeUrl = None,
+    key: MaybeKey = None,
+    customer: CustomerOpt = None,
+    config_file: ConfigFileOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Delete a destination (not one declared in the config file, nor one still routed to)."""
+    if _remote(url, key):
+        params = {"customer": customer} if customer else {}
+        _call(str(url), str(key), "DELETE", f"/api/v1/destinations/{id}", params=params)
+    else:
+        name = _customer(customer)
+        _offline(config_file, data_dir, lambda c: c.delete(name, id))
     typer.echo(f"deleted {id}")
 
 

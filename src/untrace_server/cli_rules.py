@@ -14,6 +14,7 @@ import typer
 import yaml
 
 from untrace_server import model
+from untrace_server.cli_manage import MaybeKey, MaybeUrl
 from untrace_server.config import Settings
 from untrace_server.control.store import ControlStore
 from untrace_server.control.topology import Topology
@@ -38,7 +39,7 @@ DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data direct
 
 def _api(url: str | None, key: str | None) -> bool:
     """Whether to go through a running server's API (``--url``) rather than the store."""
-    from untrace_server.cli_keys_dlq import _remote
+    from untrace_server.cli_manage import _remote
 
     return _remote(url, key)
 
@@ -102,23 +103,14 @@ def _empty() -> Any:
     return CustomerConfig()
 
 
-UrlOpt = Annotated[
-    str | None,
-    typer.Option("--url", envvar="UNTRACE_URL", help="server base URL; without it: offline"),
-]
-KeyOpt = Annotated[
-    str | None, typer.Option("--key", envvar="UNTRACE_KEY", help="API key (with --url)")
-]
-
-
 @rules_app.command("test")
 def rules_test(
     trace: Annotated[Path, typer.Option("--trace", help="a Trace as JSON")],
     customer: CustomerOpt = None,
     rules: Annotated[Path | None, typer.Option("--rules", help="routing YAML to try")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
-    url: UrlOpt = None,
-    key: KeyOpt = None,
+    url: MaybeUrl = None,
+    key: MaybeKey = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -165,8 +157,8 @@ def rules_apply(
     file: Annotated[Path, typer.Option("-f", "--file", help="routing YAML")],
     customer: CustomerOpt = None,
     comment: Annotated[str, typer.Option(help="why this change")] = "",
-    url: UrlOpt = None,
-    key: KeyOpt = None,
+    url: MaybeUrl = None,
+    key: MaybeKey = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -195,8 +187,8 @@ def rules_apply(
 @rules_app.command("history")
 def rules_history(
     customer: CustomerOpt = None,
-    url: UrlOpt = None,
-    key: KeyOpt = None,
+    url: MaybeUrl = None,
+    key: MaybeKey = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -233,8 +225,8 @@ def rules_history(
 def rules_rollback(
     version: int,
     customer: CustomerOpt = None,
-    url: UrlOpt = None,
-    key: KeyOpt = None,
+    url: MaybeUrl = None,
+    key: MaybeKey = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:

@@ -6,6 +6,8 @@ UntraceError
 │   ├── InvalidPayload          400 malformed / 415 content type / 422 schema
 │   ├── Unauthorized            401 no, unknown or expired key
 │   ├── Forbidden               403 key lacks the scope
+│   ├── NotFound                404 (also for another customer's objects)
+│   ├── Conflict                409
 │   ├── PayloadTooLarge         413
 │   └── RateLimited             429 + Retry-After
 ├── QueueError
@@ -23,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
+    "Conflict",
     "DeliveryError",
     "Forbidden",
     "IngestError",
@@ -88,6 +91,11 @@ class Forbidden(IngestError):
 class NotFound(IngestError):
     status = 404
     type = "not_found"
+
+
+class Conflict(IngestError):
+    status = 409
+    type = "conflict"
 
 
 class PayloadTooLarge(IngestError):

@@ -3,6 +3,7 @@ directory with no data dir of its own (nothing local is read or created)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable
@@ -137,3 +138,36 @@ def test_offline_purge(server_factory: ServerFactory, sink_factory: SinkFactory)
     purged = server.cli("dlq", "purge", "--destination", "default/hook")
     assert purged.returncode == 0 and "purged 1 dead letters" in purged.stdout, purged.stderr
     assert "0 dead letters" in server.cli("dlq", "list").stdout
+
+
+def test_destinations_offline_against_the_local_store(
+    server_factory: Callable[..., ServerProcess], sink_factory: Callable[..., WebhookSink]
+) -> None:
+    """Without --url the destinations commands work on the local store, with the same
+    rules as the API, and a running server picks the change up."""
+    sink = sink_factory()
+    server = server_factory({"customers": {"default": {"destinations": [
+        {"id": "filed", "type": "file", "config": {"path": "filed.jsonl"}}],
+        "routing": {"defaultDestinations": ["filed"]}}}}).start()  # fmt: skip
+    created = server.cli(
+        "destinations", "create", "--customer", "default", "--id", "hook", "--type", "webhook",
+        "--config-json", json.dumps({"url": sink.url, "secret": "hunter2-secret"}),
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert "hunter2-secret" not in created.stdout  # masked
+    listed = json.loads(server.cli("destinations", "list", "--customer", "default").stdout)
+    assert {(d["id"], d["source"]) for d in listed} == {("filed", "file"), ("hook", "api")}
+    invalid = server.cli("destinations", "create", "--customer", "default", "--id", "bad",
+                         "--type", "webhook", "--config-json", '{"url": "not a url"}')  # fmt: skip
+    assert invalid.returncode == 1 and "url" in invalid.stderr
+    gitops = server.cli("destinations", "delete", "filed", "--customer", "default")
+    assert gitops.returncode == 1 and "config file" in gitops.stderr
+    # the running server routes to it once the rules name it
+    api = ("--url", server.url, "--key", server.key)
+    rules = server.workdir / "r.yaml"
+    rules.write_text(json.dumps({"defaultDestinations": ["hook"]}))
+    assert server.cli("rules", "apply", "-f", str(rules), *api).returncode == 0
+    assert wait_until(lambda: server.post_traces([make_trace(1)]).status_code == 202
+                      and "t-1" in sink.ids(), 15)  # fmt: skip
+    in_use = server.cli("destinations", "delete", "hook", "--customer", "default")
+    assert in_use.returncode == 1 and "routing" in in_use.stderr

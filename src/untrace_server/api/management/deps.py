@@ -15,7 +15,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from untrace_server.control.keys import ApiKey
-from untrace_server.errors import IngestError, NotFound
+from untrace_server.errors import Conflict, IngestError, NotFound
 
 if TYPE_CHECKING:
     from untrace_server.app import Components
@@ -23,11 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["Caller", "Conflict", "NotFound", "Unprocessable", "components", "require"]
 
 _bearer = HTTPBearer(auto_error=False, description="an Untrace API key or service token")
-
-
-class Conflict(IngestError):
-    status = 409
-    type = "conflict"
 
 
 class Unprocessable(IngestError):

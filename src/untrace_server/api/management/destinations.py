@@ -12,12 +12,11 @@ import pydantic
 from fastapi import APIRouter, Path, Request, Response
 
 from untrace_server import model
-from untrace_server.api.management.deps import Caller, Conflict, Read, Unprocessable, Write
+from untrace_server.api.management.deps import Read, Unprocessable, Write
 from untrace_server.api.management.deps import components as get_components
 from untrace_server.config import DestinationSpec
-from untrace_server.control.secrets import mask_config, merge_masked
+from untrace_server.control.catalog import DestinationCatalog
 from untrace_server.delivery.manager import build_destination
-from untrace_server.destinations import registry
 from untrace_server.errors import ConfigError, NotFound
 from untrace_server.queue.base import delivery_topic
 
@@ -65,78 +64,34 @@ class DestinationHealth(pydantic.BaseModel):
     dead: int
 
 
-def _out(spec: DestinationSpec, source: str, stored: Any = None) -> dict[str, Any]:
-    return {
-        "id": spec.id,
-        "type": spec.type,
-        "enabled": spec.enabled,
-        "config": mask_config(spec.type, spec.config),
-        "source": source,
-        "created_at": getattr(stored, "created_at", None),
-        "updated_at": getattr(stored, "updated_at", None),
-    }
+def _catalog(request: Request) -> DestinationCatalog:
+    return DestinationCatalog(get_components(request).topology)
 
 
-async def _effective(request: Request, caller: Caller) -> dict[str, dict[str, Any]]:
-    c = get_components(request)
-    file_ids = c.topology.file_destination_ids(caller.customer)
-    out = {}
-    file_customer = c.topology.file_customers.get(caller.customer)
-    for spec in file_customer.destinations if file_customer else []:
-        out[spec.id] = _out(spec, "file")
-    for d in await c.store.list_destinations(caller.customer):
-        if d.id not in file_ids:
-            spec = DestinationSpec.model_construct(
-                id=d.id, type=d.type, config=d.config, enabled=d.enabled
-            )
-            out[d.id] = _out(spec, "api", d)
-    return out
-
-
-def _validate(type_: str, config: dict[str, Any]) -> None:
-    try:
-        registry.validate_config(type_, config)
-    except ConfigError as exc:
-        raise Unprocessable(str(exc)) from None
-
-
-def _referenced(request: Request, customer: str, dest_id: str) -> bool:
-    cust = get_components(request).topology.customers.get(customer)
-    if cust is None:
-        return False
-    routing = cust.routing or {}
-    used = set(routing.get("defaultDestinations", []))
-    for rule in routing.get("rules", []):
-        used.update(rule.get("actions", {}).get("destinations", []))
-    return dest_id in used
+def _invalid(exc: ConfigError) -> Unprocessable:
+    return Unprocessable(str(exc))
 
 
 @router.get("", response_model=list[DestinationOut], summary="List destinations")
 async def list_destinations(caller: Read, request: Request) -> list[dict[str, Any]]:
-    return list((await _effective(request, caller)).values())
+    return list((await _catalog(request).effective(caller.customer)).values())
 
 
 @router.post("", status_code=201, response_model=DestinationOut, summary="Create a destination")
 async def create_destination(
     body: DestinationCreate, caller: Write, request: Request
 ) -> dict[str, Any]:
-    c = get_components(request)
-    if body.id in await _effective(request, caller):
-        raise Conflict(f"destination {body.id!r} already exists")
-    _validate(body.type, body.config)
-    stored, _ = await c.store.put_destination(
-        caller.customer, body.id, body.type, body.config, body.enabled
-    )
-    await c.topology.refresh()
-    spec = DestinationSpec.model_construct(
-        id=body.id, type=body.type, config=body.config, enabled=body.enabled
-    )
-    return _out(spec, "api", stored)
+    try:
+        return await _catalog(request).create(
+            caller.customer, body.id, body.type, body.config, body.enabled
+        )
+    except ConfigError as exc:
+        raise _invalid(exc) from None
 
 
 @router.get("/{dest_id}", response_model=DestinationOut, summary="Read a destination")
 async def get_destination(dest_id: DestId, caller: Read, request: Request) -> dict[str, Any]:
-    found = (await _effective(request, caller)).get(dest_id)
+    found = (await _catalog(request).effective(caller.customer)).get(dest_id)
     if found is None:
         raise NotFound(f"destination {dest_id!r} not found")
     return found
@@ -151,36 +106,19 @@ async def get_destination(dest_id: DestId, caller: Read, request: Request) -> di
 async def put_destination(
     dest_id: DestId, body: DestinationBody, caller: Write, request: Request, response: Response
 ) -> dict[str, Any]:
-    c = get_components(request)
-    if dest_id in c.topology.file_destination_ids(caller.customer):
-        raise Conflict(f"destination {dest_id!r} is declared in the config file (GitOps)")
-    old = await c.store.get_destination(caller.customer, dest_id)
-    config = merge_masked(
-        body.type, body.config, old.config if old and old.type == body.type else None
-    )
-    _validate(body.type, config)
-    stored, created = await c.store.put_destination(
-        caller.customer, dest_id, body.type, config, body.enabled
-    )
-    await c.topology.refresh()
+    try:
+        out, created = await _catalog(request).put(
+            caller.customer, dest_id, body.type, body.config, body.enabled
+        )
+    except ConfigError as exc:
+        raise _invalid(exc) from None
     response.status_code = 201 if created else 200
-    spec = DestinationSpec.model_construct(
-        id=dest_id, type=body.type, config=config, enabled=body.enabled
-    )
-    return _out(spec, "api", stored)
+    return out
 
 
 @router.delete("/{dest_id}", status_code=204, summary="Delete a destination")
 async def delete_destination(dest_id: DestId, caller: Write, request: Request) -> Response:
-    c = get_components(request)
-    if dest_id not in await _effective(request, caller):
-        raise NotFound(f"destination {dest_id!r} not found")
-    if dest_id in c.topology.file_destination_ids(caller.customer):
-        raise Conflict(f"destination {dest_id!r} is declared in the config file (GitOps)")
-    if _referenced(request, caller.customer, dest_id):
-        raise Conflict(f"destination {dest_id!r} is used by the routing rules; change them first")
-    await c.store.delete_destination(caller.customer, dest_id)
-    await c.topology.refresh()
+    await _catalog(request).delete(caller.customer, dest_id)
     return Response(status_code=204)
 
 
