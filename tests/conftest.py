@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import pytest
 
 from tests.support.server import ServerProcess
 from tests.support.sink import WebhookSink
+from tests.support.tools import unavailable
 
 
 @pytest.fixture
@@ -69,7 +69,4 @@ def webhook_config(*sinks: tuple[str, WebhookSink], **delivery: Any) -> dict[str
 
 def require_service(name: str) -> None:
     """Skip locally when a service is missing; under CI=true, fail instead."""
-    message = f"{name} is not reachable"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"{name} is not reachable")

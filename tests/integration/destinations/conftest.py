@@ -5,17 +5,15 @@ small local HTTP servers standing in for SaaS APIs."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
+from tests.support.tools import cached_tool, running_service
 
 HERE = Path(__file__).resolve().parent
 PHOENIX_START_TIMEOUT_S = 90
@@ -28,30 +26,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def unavailable(reason: str) -> None:
-    """Under CI a missing service is a failure; on a laptop it is a skip."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def phoenix_bin() -> str:
-    if shutil.which("bash") is None:
-        unavailable("bash is needed to prepare the Phoenix venv")
-    try:
-        done = subprocess.run(
-            [str(HERE / "phoenix_env.sh")],
-            capture_output=True,
-            text=True,
-            timeout=1200,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        unavailable("installing arize-phoenix timed out")
-    if done.returncode != 0:
-        unavailable(f"cannot install arize-phoenix: {done.stderr[-2000:]}")
-    return done.stdout.strip().splitlines()[-1]
+    return cached_tool(HERE / "phoenix_env.sh", "arize-phoenix")
 
 
 @pytest.fixture(scope="session")
@@ -69,69 +46,17 @@ def phoenix_url(phoenix_bin: str, tmp_path_factory: pytest.TempPathFactory) -> I
             "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
         }
     )
-    log = (workdir / "phoenix.log").open("wb")
-    proc = subprocess.Popen(
-        [phoenix_bin, "serve"],
-        env=env,
-        cwd=workdir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + PHOENIX_START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                unavailable(
-                    f"phoenix exited with {proc.returncode}: "
-                    f"{(workdir / 'phoenix.log').read_text()[-2000:]}"
-                )
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                unavailable(f"phoenix did not answer within {PHOENIX_START_TIMEOUT_S}s")
-            time.sleep(0.5)
+    with running_service(
+        "phoenix", [phoenix_bin, "serve"], env, workdir, f"{url}/healthz",
+        PHOENIX_START_TIMEOUT_S,
+    ):  # fmt: skip
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
 def mlflow_bin() -> str:
-    if shutil.which("bash") is None:
-        unavailable("bash is needed to prepare the MLflow venv")
-    try:
-        done = subprocess.run(
-            [str(HERE / "mlflow_env.sh")],
-            capture_output=True,
-            text=True,
-            timeout=1200,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        unavailable("installing mlflow timed out")
-    if done.returncode != 0:
-        unavailable(f"cannot install mlflow: {done.stderr[-2000:]}")
-    return done.stdout.strip().splitlines()[-1]
+    return cached_tool(HERE / "mlflow_env.sh", "mlflow")
 
 
 @pytest.fixture(scope="session")
@@ -150,49 +75,14 @@ def mlflow_url(mlflow_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "DO_NOT_TRACK": "true",
         }
     )
-    log = (workdir / "mlflow.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            mlflow_bin,
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{workdir / 'mlflow.db'}",
-            "--default-artifact-root",
-            str(workdir / "artifacts"),
-        ],
-        env=env,
-        cwd=workdir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    argv = [
+        mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+        "--default-artifact-root", str(workdir / "artifacts"),
+    ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + MLFLOW_START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                unavailable(
-                    f"mlflow exited with {proc.returncode}: "
-                    f"{(workdir / 'mlflow.log').read_text()[-2000:]}"
-                )
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                unavailable(f"mlflow did not answer within {MLFLOW_START_TIMEOUT_S}s")
-            time.sleep(0.5)
+    with running_service("mlflow", argv, env, workdir, f"{url}/health", MLFLOW_START_TIMEOUT_S):
         yield url
-    finally:
-        _stop(proc)
-        log.close()
 
 
 class LocalServer:

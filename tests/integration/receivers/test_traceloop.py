@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.destinations.conftest import unavailable
 from tests.integration.receivers.conftest import Recorder
 from tests.integration.receivers.mock_openai import MODEL, MockOpenAI
+from tests.support.tools import cached_tool
 
 HERE = Path(__file__).resolve().parent
 USAGE = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
@@ -24,21 +23,7 @@ USAGE = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
 
 @pytest.fixture(scope="session")
 def traceloop_python() -> str:
-    if shutil.which("bash") is None:
-        unavailable("bash is needed to prepare the traceloop venv")
-    try:
-        done = subprocess.run(
-            [str(HERE / "traceloop_env.sh")],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        unavailable("installing traceloop-sdk timed out")
-    if done.returncode != 0:
-        unavailable(f"cannot install traceloop-sdk: {done.stderr[-2000:]}")
-    return done.stdout.strip().splitlines()[-1]
+    return cached_tool(HERE / "traceloop_env.sh", "traceloop-sdk", timeout_s=900)
 
 
 def run_app(python: str, recorder: Recorder, upstream: str, session: str) -> str:
