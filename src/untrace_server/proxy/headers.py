@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TraceHeaders", "request_headers", "response_headers"]
+__all__ = ["TraceHeaders", "request_headers", "response_headers", "with_identity_encoding"]
 
 _HOP_BY_HOP = frozenset(
     {
@@ -87,6 +87,13 @@ def request_headers(raw: list[tuple[bytes, bytes]]) -> tuple[list[tuple[str, str
         elif name not in _NOT_FORWARDED:
             forward.append((name.decode("latin-1"), value.decode("latin-1")))
     return forward, untrace
+
+
+def with_identity_encoding(forward: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``forward`` asking the upstream for an uncompressed body."""
+    kept = [(k, v) for k, v in forward if k.lower() != "accept-encoding"]
+    kept.append(("accept-encoding", "identity"))
+    return kept
 
 
 def response_headers(raw: Any, *, drop_length: bool = False) -> list[tuple[bytes, bytes]]:

@@ -24,7 +24,7 @@ from untrace_server.errors import IngestError, PayloadTooLarge, Unauthorized
 from untrace_server.proxy.buffer import CaptureBuffer
 from untrace_server.proxy.capture import Exchange, captured_endpoint, to_trace
 from untrace_server.proxy.errors import UpstreamError, error_body
-from untrace_server.proxy.headers import request_headers
+from untrace_server.proxy.headers import request_headers, with_identity_encoding
 from untrace_server.proxy.relay import relay
 from untrace_server.proxy.stream import ask_for_usage
 from untrace_server.proxy.upstream import UpstreamPool
@@ -110,6 +110,10 @@ class ProxyReceiver:
                 and b'"stream"' in body
             ):
                 upstream_body, exchange.injected_usage = ask_for_usage(body)
+                if exchange.injected_usage:
+                    # the added usage chunk must be cut from the bytes the client gets,
+                    # which needs them uncompressed; identity is always an allowed answer
+                    forward = with_identity_encoding(forward)
         try:
             response = await self.pool.send(method, url, forward, upstream_body, base)
         except UpstreamError as exc:

@@ -16,6 +16,8 @@ import hashlib
 import json
 import threading
 import time
+import zlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
@@ -40,6 +42,14 @@ def _id(prefix: str, body: bytes) -> str:
 
 def _delay(model: str) -> float:
     return int(model.split("-", 1)[1]) / 1000 if model.startswith("slow-") else 0.0
+
+
+async def _gzipped(events: AsyncIterator[str]) -> AsyncIterator[bytes]:
+    """One gzip member over the whole stream, flushed after every event."""
+    gz = zlib.compressobj(wbits=31)
+    async for event in events:
+        yield gz.compress(event.encode()) + gz.flush(zlib.Z_SYNC_FLUSH)
+    yield gz.flush()
 
 
 def _compact(data: Any) -> str:
@@ -161,6 +171,12 @@ class MockUpstream:
                 yield f"data: {_compact(data)}\n\n"
             yield "data: [DONE]\n\n"
 
+        if model.startswith("gzip-") and "gzip" in request.headers.get("accept-encoding", ""):
+            # some OpenAI-compatible servers compress streams too, flushing every event
+            headers["content-encoding"] = "gzip"
+            return StreamingResponse(
+                _gzipped(events()), media_type="text/event-stream", headers=headers
+            )
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
     @staticmethod

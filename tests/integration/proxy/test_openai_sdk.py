@@ -110,6 +110,26 @@ def test_stream_equals_direct_without_the_usage_chunk(proxy_env: ProxyEnv) -> No
     assert m["tokens_per_second"] > 0
 
 
+def test_compressed_stream_is_asked_uncompressed_so_the_usage_chunk_is_cut(
+    proxy_env: ProxyEnv,
+) -> None:
+    session = proxy_env.session()
+    kw = {"model": "gzip-mini", "messages": MESSAGES, "stream": True}
+    direct_raw = proxy_env.openai(session, direct=True).chat.completions.with_raw_response
+    direct_response = direct_raw.create(**kw)
+    assert direct_response.headers["content-encoding"] == "gzip"  # the mock does compress
+    direct = [c.model_dump() for c in direct_response.parse()]
+    via = [c.model_dump() for c in proxy_env.openai(session).chat.completions.create(**kw)]
+    assert via == direct
+    assert all(c["usage"] is None for c in via)
+    upstream = proxy_env.upstream.requests[-1]
+    assert upstream["body"]["stream_options"] == {"include_usage": True}
+    assert upstream["headers"]["accept-encoding"] == "identity"
+    [trace] = proxy_env.wait_traces(session)
+    assert trace["response"]["usage"]["total_tokens"] == 17
+    assert trace["response"]["content"] == "Hello from the mock upstream."
+
+
 def test_stream_with_client_usage_keeps_the_usage_chunk(proxy_env: ProxyEnv) -> None:
     session = proxy_env.session()
     kw = {
