@@ -41,6 +41,7 @@ from untrace_server.control.ratelimit import KeyRateLimiter, RateLimitedSink
 from untrace_server.control.store import ControlStore
 from untrace_server.control.topology import Topology
 from untrace_server.delivery.manager import DeliveryManager, build_destination
+from untrace_server.destinations.egress import EgressPolicy
 from untrace_server.errors import UntraceError
 from untrace_server.ingest.base import TraceSink
 from untrace_server.ingest.native import NativeReceiver
@@ -67,6 +68,7 @@ class Components:
     sink: TraceSink
     topology: Topology
     cipher: FieldCipher | None = None  # security.encrypt_fields
+    egress: EgressPolicy | None = None  # security.egress: where destinations may connect
     delivery: DeliveryManager | None = None
     worker: TraceWorker | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -79,9 +81,10 @@ def build_components(settings: Settings) -> Components:
     cipher = field_cipher(settings, keyring)
     store = ControlStore.from_settings(settings, keyring)
     queue = queue_from_settings(settings)
+    egress = EgressPolicy.build(**security.egress.model_dump())
     for customer_id, customer in settings.customers.items():
         for spec in customer.destinations:  # validate every file-declared destination now
-            build_destination(customer_id, spec, str(settings.data_dir))
+            build_destination(customer_id, spec, str(settings.data_dir), egress)
     topology = Topology(settings, store)
     limiter = KeyRateLimiter(
         security.rate_limit_storage,
@@ -106,6 +109,7 @@ def build_components(settings: Settings) -> Components:
         else RateLimitedSink(queue, limiter),
         topology=topology,
         cipher=cipher,
+        egress=egress,
     )
 
 
@@ -152,9 +156,9 @@ async def _run(c: Components) -> AsyncIterator[None]:
         if settings.role in ("all", "worker"):
             args = (c.queue, settings.delivery, str(settings.data_dir), settings.shutdown_grace_s)
             c.delivery = (
-                FieldDecryptingManager(*args, cipher=c.cipher)
+                FieldDecryptingManager(*args, cipher=c.cipher, egress=c.egress)
                 if c.cipher
-                else DeliveryManager(*args)
+                else DeliveryManager(*args, egress=c.egress)
             )
             stack.push_async_callback(c.delivery.stop)
             c.topology.delivery = c.delivery

@@ -25,6 +25,7 @@ __all__ = [
     "CustomerConfig",
     "DeliveryConfig",
     "DestinationSpec",
+    "EgressConfig",
     "IngestConfig",
     "QueueConfig",
     "SecurityConfig",
@@ -73,6 +74,15 @@ class WorkerConfig(_Section):
     visibility_s: float = pydantic.Field(60.0, gt=0)
 
 
+class EgressConfig(_Section):
+    """Where destinations may connect (destinations/egress.py)."""
+
+    block_link_local: bool = True  # 169.254.0.0/16 and friends: cloud metadata services
+    block_private_networks: bool = False  # loopback, RFC 1918, ULA: on for multi-tenant
+    deny_cidrs: list[str] = pydantic.Field(default_factory=list)
+    allow_cidrs: list[str] = pydantic.Field(default_factory=list)  # exceptions to the above
+
+
 class SecurityConfig(_Section):
     """Keys, service tokens, network allowlists, rate limits and secrets at rest."""
 
@@ -87,6 +97,7 @@ class SecurityConfig(_Section):
     encrypt_fields: list[str] = pydantic.Field(default_factory=list)  # metadata.user_email
     tls_cert: str | None = None
     tls_key: str | None = None
+    egress: EgressConfig = pydantic.Field(default_factory=EgressConfig)
 
 
 class DestinationSpec(_Section):

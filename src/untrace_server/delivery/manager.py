@@ -17,6 +17,7 @@ from untrace_server.delivery.deliverer import BatchLimits, Deliverer
 from untrace_server.delivery.retry import RetrySchedule
 from untrace_server.destinations import registry
 from untrace_server.destinations.base import Destination, DestinationContext
+from untrace_server.destinations.egress import EgressPolicy
 from untrace_server.errors import ConfigError
 from untrace_server.queue.base import Queue, delivery_topic
 
@@ -31,9 +32,11 @@ def fingerprint(spec: DestinationSpec) -> str:
     return json.dumps([spec.type, spec.config], sort_keys=True, default=str)
 
 
-def build_destination(customer_id: str, spec: DestinationSpec, data_dir: str) -> Destination:
+def build_destination(
+    customer_id: str, spec: DestinationSpec, data_dir: str, egress: EgressPolicy | None = None
+) -> Destination:
     """Validate and construct one destination (not started); ConfigError if invalid."""
-    context = DestinationContext(spec.id, customer_id, data_dir)
+    context = DestinationContext(spec.id, customer_id, data_dir, egress)
     return registry.build(spec.type, spec.config, context)
 
 
@@ -56,11 +59,18 @@ class _Running:
 
 class DeliveryManager:
     def __init__(
-        self, queue: Queue, config: DeliveryConfig, data_dir: str, grace_s: float = 10.0
+        self,
+        queue: Queue,
+        config: DeliveryConfig,
+        data_dir: str,
+        grace_s: float = 10.0,
+        *,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.queue = queue
         self.config = config
         self.data_dir = data_dir
+        self.egress = egress
         self.grace_s = grace_s
         self.running: dict[DestinationKey, _Running] = {}
         self._lock = asyncio.Lock()
@@ -79,7 +89,7 @@ class DeliveryManager:
                 if current is not None and current.fingerprint == fingerprint(spec):
                     continue
                 try:
-                    destination = build_destination(key[0], spec, self.data_dir)
+                    destination = build_destination(key[0], spec, self.data_dir, self.egress)
                 except ConfigError as exc:
                     log.error("destination %s/%s not started: %s", key[0], key[1], exc)
                     continue

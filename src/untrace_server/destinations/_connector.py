@@ -53,7 +53,10 @@ class HttpConnector:
         if self._client is None:
             headers = {**self.client_headers(), **self.config.headers}
             self._client = make_client(
-                timeout_s=self.config.timeout_s, headers=headers, transport=self._transport
+                timeout_s=self.config.timeout_s,
+                headers=headers,
+                transport=self._transport,
+                egress=self.context.egress,
             )
 
     async def shutdown(self) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from untrace_server.destinations.base import classify_http_status
+from untrace_server.destinations.egress import EgressPolicy, guard_transport
 from untrace_server.errors import PermanentError, RetryableError
 
 __all__ = ["PayloadTooLarge", "make_client", "request"]
@@ -26,10 +27,16 @@ def make_client(
     headers: Mapping[str, str] | None = None,
     max_connections: int = 16,
     transport: httpx.AsyncBaseTransport | None = None,
+    egress: EgressPolicy | None = None,
 ) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=8)
+    if transport is None and egress is not None:
+        guarded = httpx.AsyncHTTPTransport(limits=limits)
+        guard_transport(guarded, egress)
+        transport = guarded
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=8),
+        limits=limits,
         headers={"User-Agent": USER_AGENT, **(headers or {})},
         transport=transport,
         follow_redirects=False,

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import pydantic
 
+from untrace_server.destinations.egress import EgressPolicy
 from untrace_server.errors import PermanentError, RetryableError
 from untrace_server.model import Trace
 
@@ -48,6 +49,7 @@ class DestinationContext:
     destination_id: str
     customer_id: str
     data_dir: str = "."
+    egress: EgressPolicy | None = None  # where the connector may connect; None: anywhere
 
 
 @dataclass

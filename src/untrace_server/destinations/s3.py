@@ -133,6 +133,10 @@ class S3Destination:
     async def _call(self, method: str, **kwargs: Any) -> Any:
         if self._client is None:
             raise RetryableError("S3: connector not started")
+        endpoint = self.config.endpoint_url
+        if endpoint is not None and self.context.egress is not None:
+            # botocore connects by itself: check the endpoint's addresses before each call
+            await self.context.egress.resolve(endpoint.host or "", endpoint.port or 443)
         with _map_errors(f"S3 bucket {self.config.bucket!r}"):
             return await asyncio.to_thread(getattr(self._client, method), **kwargs)
 

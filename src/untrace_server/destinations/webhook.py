@@ -12,6 +12,7 @@ import httpx
 import msgspec
 import pydantic
 
+from untrace_server.destinations._http import make_client
 from untrace_server.destinations.base import (
     BatchResult,
     DestinationConfig,
@@ -45,7 +46,7 @@ class WebhookDestination:
 
     async def start(self) -> None:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.config.timeout_s)
+            self._client = make_client(timeout_s=self.config.timeout_s, egress=self.context.egress)
 
     def body(self, traces: Sequence[Trace]) -> bytes:
         return _encoder.encode({"traces": list(traces)})

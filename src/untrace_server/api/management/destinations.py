@@ -153,7 +153,7 @@ async def test_destination(dest_id: DestId, caller: Write, request: Request) -> 
     started = time.perf_counter()
     error = None
     try:
-        destination = build_destination(caller.customer, spec, str(c.settings.data_dir))
+        destination = build_destination(caller.customer, spec, str(c.settings.data_dir), c.egress)
         await destination.start()
         try:
             await destination.send_batch([trace])
