@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 from tests.conftest import webhook_config
@@ -22,10 +23,13 @@ ANTHROPIC_KEY = "sk-ant-test-PROVIDERKEY-1a2b3c"
 
 
 class ProxyEnv:
-    def __init__(self, upstream: MockUpstream, server: ServerProcess, sink: WebhookSink) -> None:
+    def __init__(
+        self, upstream: MockUpstream, server: ServerProcess, sink: WebhookSink, azure_key: str
+    ) -> None:
         self.upstream = upstream
         self.server = server
         self.sink = sink
+        self.azure_key = azure_key  # customer "azure", whose OpenAI upstream is Azure-shaped
         self.clients: list[Any] = []  # sync SDK clients, closed after each test
 
     def session(self) -> str:
@@ -83,9 +87,14 @@ def proxy_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyEnv]:
     upstream = MockUpstream().start()
     sink = WebhookSink()
     workdir: Path = tmp_path_factory.mktemp("proxy")
+    config = webhook_config(("hook", sink))
+    config["customers"]["azure"] = {
+        **config["customers"]["default"],
+        "proxy": {"openai_base_url": upstream.url.removesuffix("/v1") + "/openai"},
+    }
     server = ServerProcess(
         workdir,
-        webhook_config(("hook", sink)),
+        config,
         env={
             "UNTRACE_OPENAI_BASE_URL": upstream.url,
             "UNTRACE_ANTHROPIC_BASE_URL": upstream.url,
@@ -93,8 +102,15 @@ def proxy_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyEnv]:
         },
     )
     server.start()
+    made = httpx.post(
+        server.url + "/api/v1/keys",
+        params={"customer": "azure"},  # an admin key acts for the customer it names
+        headers=server.headers(),
+        json={"scopes": ["proxy"]},
+    )
+    assert made.status_code == 201, made.text
     try:
-        yield ProxyEnv(upstream, server, sink)
+        yield ProxyEnv(upstream, server, sink, made.json()["key"])
     finally:
         server.stop()
         sink.close()

@@ -68,6 +68,12 @@ class MockUpstream:
                 Route("/v1/responses", self.responses, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/v1/messages", self.messages, methods=["POST"]),
+                # Azure OpenAI: deployments in the path, api-version query, api-key header
+                Route(
+                    "/openai/deployments/{deployment}/chat/completions",
+                    self.azure_chat,
+                    methods=["POST"],
+                ),
             ],
             # like the real APIs, compress JSON answers when asked (streams are left alone)
             middleware=[Middleware(GZipMiddleware, minimum_size=200)],
@@ -96,9 +102,23 @@ class MockUpstream:
         raw = await request.body()
         body = json.loads(raw) if raw else {}
         self.requests.append(
-            {"path": request.url.path, "headers": dict(request.headers), "body": body}
+            {
+                "path": request.url.path,
+                "query": dict(request.query_params),
+                "headers": dict(request.headers),
+                "body": body,
+            }
         )
         return raw, body
+
+    async def azure_chat(self, request: Request) -> Response:
+        if "api-version" not in request.query_params:
+            error = {"error": {"code": "404", "message": "Resource not found"}}
+            return JSONResponse(error, 404)
+        if not request.headers.get("api-key"):
+            error = {"error": {"code": "401", "message": "Access denied: missing api-key"}}
+            return JSONResponse(error, 401)
+        return await self.chat(request)
 
     # OpenAI ---------------------------------------------------------------------------
 

@@ -229,3 +229,37 @@ def test_upstream_errors_relayed_and_traced(proxy_env: ProxyEnv, model: str) -> 
     assert via.body == direct.body
     [trace] = proxy_env.wait_traces(session)
     assert trace["error"]["message"] == direct.body["message"]  # type: ignore[index]
+
+
+def test_azure_openai_client_through_the_proxy(proxy_env: ProxyEnv) -> None:
+    """The real AzureOpenAI client: its base URL is the proxy (the SDK adds
+    /deployments/<model>); the customer's upstream is the Azure resource's /openai."""
+    session = proxy_env.session()
+    azure_key = "azure-PROVIDERKEY-0a1b2c3d"
+    kw = {"api_key": azure_key, "api_version": "2024-10-21", "max_retries": 0}
+    headers = {"X-Untrace-Key": proxy_env.azure_key, "X-Untrace-Session-Id": session}
+    via = openai.AzureOpenAI(
+        base_url=proxy_env.server.url + "/openai/v1", default_headers=headers, **kw
+    )
+    direct = openai.AzureOpenAI(azure_endpoint=proxy_env.upstream.url.removesuffix("/v1"), **kw)
+    proxy_env.clients += [via, direct]
+    call = {"model": "gpt-4o-mini", "messages": MESSAGES}
+    assert (
+        via.chat.completions.create(**call).model_dump()
+        == direct.chat.completions.create(**call).model_dump()
+    )
+    streamed = list(via.chat.completions.create(**call, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == (
+        "Hello from the mock upstream."
+    )
+    seen = [r for r in proxy_env.upstream.requests if r["path"].startswith("/openai/")]
+    assert {r["path"] for r in seen} == {"/openai/deployments/gpt-4o-mini/chat/completions"}
+    assert all(r["query"] == {"api-version": "2024-10-21"} for r in seen)
+    assert all(r["headers"]["api-key"] == azure_key for r in seen)
+
+    traces = proxy_env.wait_traces(session, 2)
+    assert {t["metadata"]["customerId"] for t in traces} == {"azure"}
+    assert all(t["model"].startswith("gpt-4o-mini") for t in traces)
+    assert all(t["response"]["usage"]["total_tokens"] == 17 for t in traces)
+    assert all(t["response"]["content"] == "Hello from the mock upstream." for t in traces)
+    assert azure_key not in json.dumps(traces)
