@@ -29,6 +29,16 @@ class Behaviour:
     retry_after: str | None = None
 
 
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that does not print a traceback when a client goes away
+    mid-request (a killed server, a closed keep-alive connection): part of the tests."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
 @dataclass
 class WebhookSink:
     secret: str | None = None
@@ -69,11 +79,7 @@ class WebhookSink:
                 self.end_headers()
                 self.wfile.write(b"{}")
 
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that went away (a killed server) is part of the tests
-
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

@@ -7,11 +7,12 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
 import pytest
+from tests.support.sink import QuietHTTPServer
 
 from untrace_server.destinations._http import make_client, request
 from untrace_server.destinations.egress import EgressDenied, EgressPolicy, guard_transport
@@ -82,7 +83,7 @@ def local_server() -> Iterator[int]:
             self.end_headers()
             self.wfile.write(b"ok")
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = QuietHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.server_address[1]
