@@ -21,7 +21,9 @@ from untrace_server.errors import ConfigError, IngestError
 __all__ = ["destinations_app", "replay_cmd", "secrets_app", "traces_app"]
 
 destinations_app = typer.Typer(no_args_is_help=True, help="Destinations (through the API).")
-traces_app = typer.Typer(no_args_is_help=True, help="Trace delivery status (through the API).")
+traces_app = typer.Typer(
+    no_args_is_help=True, help="Trace status and a live view of traces (through the API)."
+)
 secrets_app = typer.Typer(no_args_is_help=True, help="Secrets at rest.")
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="UNTRACE_URL", help="server base URL")]
@@ -166,6 +168,63 @@ def destinations_health(url: UrlOpt, key: KeyOpt, id: str) -> None:
 def traces_status(url: UrlOpt, key: KeyOpt, trace_id: str) -> None:
     """Per destination: pending, retrying, delivered or dead."""
     _print(_call(url, key, "GET", f"/api/v1/traces/{trace_id}"))
+
+
+@traces_app.command("tail")
+def traces_tail(
+    url: UrlOpt,
+    key: KeyOpt,
+    since: Annotated[str, typer.Option(help="start this far back: 30s, 5m, 2h")] = "1m",
+    follow: Annotated[bool, typer.Option("--follow/--no-follow", help="keep watching")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object a line")] = False,
+    full: Annotated[bool, typer.Option(help="whole traces (with --json)")] = False,
+    customer: CustomerOpt = None,
+    interval: Annotated[float, typer.Option(help="seconds between polls", min=0.1)] = 1.0,
+) -> None:
+    """Print the traces the server routes, oldest first, like ``tail -f``."""
+    from untrace_server.config import parse_duration
+
+    params: dict[str, Any] = {"since": time.time() - parse_duration(since), "limit": 500}
+    if full:
+        params["full"] = "true"
+    if customer:
+        params["customer"] = customer
+    announced = not follow
+    try:
+        while True:
+            page = _call(url, key, "GET", "/api/v1/traces", params=params)
+            if not announced:  # after the first answer: what comes next will be shown
+                started = time.strftime("%H:%M:%S", time.localtime(params["since"]))
+                typer.echo(f"watching traces accepted since {started} (Ctrl-C stops)", err=True)
+                announced = True
+            for summary in page["traces"]:
+                if not full:
+                    summary.pop("trace", None)
+                typer.echo(json.dumps(summary) if as_json else _tail_line(summary))
+            if page["cursor"]:
+                params["cursor"] = page["cursor"]
+            if len(page["traces"]) < params["limit"]:  # caught up
+                if not follow:
+                    return
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+def _tail_line(s: dict[str, Any]) -> str:
+    """One trace as a line: when, id, what, tokens, latency, session, error."""
+    when = time.strftime("%H:%M:%S", time.localtime(s["start_time"] / 1000))
+    what = "/".join(p for p in (s["provider"], s["model"]) if p) or s["name"] or "-"
+    parts = [when, s["id"], s["kind"], what]
+    if s["total_tokens"] is not None:
+        parts.append(f"{s['total_tokens']} tok")
+    if s["latency_ms"] is not None:
+        parts.append(f"{s['latency_ms']:.0f} ms")
+    if s["session_id"]:
+        parts.append(f"session={s['session_id']}")
+    if s["error"]:
+        parts.append(f"ERROR {s['error']}")
+    return "  ".join(parts)
 
 
 def replay_cmd(

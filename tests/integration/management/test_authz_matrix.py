@@ -42,6 +42,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/dlq"): "read",
     ("POST", "/api/v1/dlq/replay"): "write",
     ("POST", "/api/v1/dlq/purge"): "write",
+    ("GET", "/api/v1/traces"): "read",
     ("GET", "/api/v1/traces/{trace_id}"): "read",
     ("POST", "/api/v1/replay"): "write",
     ("GET", "/api/v1/replay"): "read",
