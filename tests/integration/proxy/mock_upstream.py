@@ -52,6 +52,11 @@ async def _gzipped(events: AsyncIterator[str]) -> AsyncIterator[bytes]:
     yield gz.flush()
 
 
+def _event(data: dict[str, Any]) -> str:
+    data.setdefault("sequence_number", 0)
+    return f"event: {data['type']}\ndata: {_compact(data)}\n\n"
+
+
 def _compact(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"))
 
@@ -234,7 +239,27 @@ class MockUpstream:
                   "usage": {"input_tokens": 9, "output_tokens": 6, "total_tokens": 15,
                             "input_tokens_details": {"cached_tokens": 0},
                             "output_tokens_details": {"reasoning_tokens": 0}}}  # fmt: skip
-        return JSONResponse(result)
+        if not body.get("stream"):
+            return JSONResponse(result)
+        delay = _delay(str(body.get("model", "")))
+
+        async def events() -> Any:  # the Responses API's typed SSE events
+            seq = iter(range(1000))
+            started = {**result, "status": "in_progress", "output": [], "usage": None}
+            yield _event({"type": "response.created", "response": started})
+            item = {"type": "message", "id": "msg_1", "status": "in_progress",
+                    "role": "assistant", "content": []}  # fmt: skip
+            yield _event({"type": "response.output_item.added", "output_index": 0, "item": item,
+                          "sequence_number": next(seq)})  # fmt: skip
+            for word in WORDS:
+                await asyncio.sleep(delay)
+                yield _event({"type": "response.output_text.delta", "item_id": "msg_1",
+                              "output_index": 0, "content_index": 0, "delta": word,
+                              "logprobs": [], "sequence_number": next(seq)})  # fmt: skip
+            yield _event({"type": "response.completed", "response": result,
+                          "sequence_number": next(seq)})  # fmt: skip
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     async def models(self, request: Request) -> Response:
         await self._record(request)

@@ -263,3 +263,25 @@ def test_azure_openai_client_through_the_proxy(proxy_env: ProxyEnv) -> None:
     assert all(t["response"]["usage"]["total_tokens"] == 17 for t in traces)
     assert all(t["response"]["content"] == "Hello from the mock upstream." for t in traces)
     assert azure_key not in json.dumps(traces)
+
+
+def test_responses_api_stream(proxy_env: ProxyEnv) -> None:
+    session = proxy_env.session()
+    kw = {"model": "slow-10", "input": "Say hello", "stream": True}
+    via = [e.model_dump() for e in proxy_env.openai(session).responses.create(**kw)]
+    direct = [e.model_dump() for e in proxy_env.openai(session, direct=True).responses.create(**kw)]
+    assert via == direct
+    assert via[-1]["type"] == "response.completed"
+    text = "".join(e["delta"] for e in via if e["type"] == "response.output_text.delta")
+    assert text == "Hello from the mock upstream."
+
+    [trace] = proxy_env.wait_traces(session)
+    assert trace["metadata"]["endpoint"] == "responses" and trace["metadata"]["stream"] is True
+    assert trace["request"]["prompt"] == "Say hello"
+    assert trace["response"]["content"] == "Hello from the mock upstream."
+    assert trace["response"]["usage"] == {
+        "prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15, "cached_tokens": 0
+    }  # fmt: skip
+    m = trace["metrics"]
+    assert 10 <= m["time_to_first_token_ms"] < m["latency_ms"]
+    assert m["tokens_per_second"] > 0
