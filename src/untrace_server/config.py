@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import yaml
@@ -52,6 +52,8 @@ class IngestConfig(_Section):
     max_traces_per_request: int = pydantic.Field(1000, gt=0)
     max_body_bytes: int = pydantic.Field(10 * 1024 * 1024, gt=0)
     max_trace_bytes: int = pydantic.Field(1024 * 1024, gt=0)
+    # a trace over max_trace_bytes: cut its longest strings to fit (marked), or refuse it
+    oversized_traces: Literal["truncate", "reject"] = "truncate"
 
 
 class DeliveryConfig(_Section):

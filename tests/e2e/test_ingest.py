@@ -98,10 +98,13 @@ def test_size_limits(env: tuple[ServerProcess, WebhookSink]) -> None:
     server, _ = env
     huge = post(server, b'{"traces": [' + b" " * 250_000 + b"]}")
     assert huge.status_code == 413 and error_of(huge)["type"] == "payload_too_large"
-    big_trace = make_trace(1, id="never-big", response={"content": "x" * 60_000})
-    r = post(server, json.dumps({"traces": [big_trace]}).encode())
+    # over the per-trace limit with its bulk in numbers, not text: cannot be cut to fit
+    numbers = make_trace(1, id="never-big")
+    numbers["request"]["parameters"]["embedding"] = [0.123456789] * 6_000
+    r = post(server, json.dumps({"traces": [make_trace(2, id="never-small"), numbers]}).encode())
     assert r.status_code == 413
-    assert error_of(r)["details"][0]["index"] == 0
+    [detail] = error_of(r)["details"]
+    assert detail["index"] == 1 and "its bulk is not text" in detail["problem"]
     many = post(server, json.dumps({"traces": [make_trace(i) for i in range(51)]}).encode())
     assert many.status_code == 413 and "limit is 50" in error_of(many)["message"]
     bomb = gzip.compress(b'{"traces": [' + b" " * 1_000_000 + b"]}")
@@ -198,3 +201,35 @@ def test_single_trace_and_generated_id(env: tuple[ServerProcess, WebhookSink]) -
     (new_id,) = r.json()["ids"]
     assert len(new_id) == 36 and new_id[14] == "7"  # a UUIDv7
     assert wait_until(lambda: new_id in sink.ids(), 10)
+
+
+def test_oversized_trace_is_cut_to_fit_not_refused(env: tuple[ServerProcess, WebhookSink]) -> None:
+    """Over max_trace_bytes (50,000 here) with its bulk in text: the longest strings are
+    cut, marked and listed, and the trace is accepted and delivered."""
+    server, sink = env
+    image = "data:image/png;base64," + "iVBORw0KGgo" * 4_000  # 44 KB of base64
+    trace = make_trace(8, id="cut-to-fit", response={"content": "é" * 30_000})
+    trace["request"]["messages"] = [
+        {"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                     {"type": "image_url", "image_url": {"url": image}}]},
+    ]  # fmt: skip
+    body = json.dumps({"traces": [trace]}, ensure_ascii=False).encode()
+    assert 100_000 < len(body) < 200_000  # over the trace limit, within the body limit
+    r = post(server, body)
+    assert r.status_code == 202, r.text
+    assert wait_until(lambda: "cut-to-fit" in sink.ids(), 10)
+    [got] = [t for d in sink.deliveries for t in d.traces if t["id"] == "cut-to-fit"]
+    size = len(json.dumps(got, ensure_ascii=False).encode())
+    assert 40_000 < size <= 50_000 + 2_000  # cut near the limit (routing adds a little)
+    assert sorted(got["metadata"]["truncatedFields"]) == [
+        "request.messages[0].content[1].image_url.url",
+        "response.content",
+    ]
+    content = got["response"]["content"]
+    assert content.startswith("ééé") and content.endswith(" chars]")
+    cut = int(content.rsplit("[truncated ", 1)[1].split(" ")[0])
+    assert cut + len(content.split("…[truncated")[0]) == 30_000  # the count is exact
+    parts = got["request"]["messages"][0]["content"]
+    assert parts[0] == {"type": "text", "text": "what is this?"}  # short strings stay whole
+    assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,iVBOR")
+    assert got["model"] == "gpt-4o-mini" and got["metadata"]["customerId"] == "default"

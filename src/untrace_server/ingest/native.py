@@ -20,6 +20,7 @@ from untrace_server.config import IngestConfig
 from untrace_server.control.auth import Authenticator, bearer_token
 from untrace_server.errors import InvalidPayload, PayloadTooLarge
 from untrace_server.ingest.base import TraceSink, read_body
+from untrace_server.ingest.fit import fit
 
 __all__ = ["NativeReceiver", "parse_traces"]
 
@@ -80,25 +81,33 @@ def parse_traces(body: bytes, config: IngestConfig) -> list[model.Trace]:
     too_large: list[dict[str, Any]] = []
     for index, raw in enumerate(raws):
         where = index if batch else None
-        if len(raw) > config.max_trace_bytes:
-            too_large.append(
-                {
-                    "index": index,
-                    "field": "$",
-                    "problem": f"trace exceeds {config.max_trace_bytes} bytes",
-                }
-            )
+        oversized = len(raw) > config.max_trace_bytes
+        if oversized and config.oversized_traces == "reject":
+            too_large.append(_too_large(index, f"trace exceeds {config.max_trace_bytes} bytes"))
             continue
         try:
             trace = _trace_decoder.decode(raw)
         except msgspec.ValidationError as exc:
             details.append(_detail(where, exc))
             continue
-        for field, problem in model.check_trace(trace):
+        problems = model.check_trace(trace)
+        for field, problem in problems:
             detail: dict[str, Any] = {"field": field, "problem": problem}
             if where is not None:
                 detail["index"] = where
             details.append(detail)
+        if oversized and not problems:
+            fitted = fit(trace, config.max_trace_bytes)
+            if fitted is None:
+                too_large.append(
+                    _too_large(
+                        index,
+                        f"trace exceeds {config.max_trace_bytes} bytes even with every "
+                        "string cut: its bulk is not text",
+                    )
+                )
+                continue
+            trace = fitted
         traces.append(trace)
     if too_large:
         raise PayloadTooLarge("a trace exceeds the per-trace size limit", details=too_large)
@@ -107,6 +116,10 @@ def parse_traces(body: bytes, config: IngestConfig) -> list[model.Trace]:
         what = f"{count} of {len(raws)} traces are invalid" if batch else "the trace is invalid"
         raise InvalidPayload(f"{what}; nothing was accepted", status=422, details=details)
     return traces
+
+
+def _too_large(index: int, problem: str) -> dict[str, Any]:
+    return {"index": index, "field": "$", "problem": problem}
 
 
 class NativeReceiver:
