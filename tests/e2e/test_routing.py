@@ -108,6 +108,24 @@ def test_rules_route_and_redact_only_where_asked(
     assert dev["metrics"]["tokens_per_second"] > 0
 
 
+def test_document_wide_redaction_reaches_every_destination(
+    server_factory: ServerFactory, sink_factory: SinkFactory
+) -> None:
+    """``transformations`` at the top of the routing document: the default destination
+    and a rule's destination both receive the redacted trace, never the original."""
+    internal, vendor = sink_factory(), sink_factory()
+    plain_rule = {**REDACT_PROD, "actions": {"destinations": ["vendor"]}}
+    cfg = config(internal, vendor, [plain_rule])
+    cfg["customers"]["default"]["routing"]["transformations"] = ["pii_redaction"]
+    server = server_factory(cfg).start()
+    assert server.post_traces([secret_trace(1, "prod"), secret_trace(2, "dev")]).status_code == 202
+    assert wait_until(lambda: "t-1" in by_id(vendor) and "t-2" in by_id(internal), 10)
+    for sink in (vendor, internal):
+        raw = json.dumps([d.traces for d in sink.deliveries])
+        assert "jane.doe@example.com" not in raw and "4111 1111" not in raw
+        assert "[REDACTED:EMAIL]" in raw
+
+
 def test_rules_apply_history_rollback_hot_reload(
     server_factory: ServerFactory, sink_factory: SinkFactory, tmp_path: Path
 ) -> None:

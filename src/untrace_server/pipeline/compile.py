@@ -5,11 +5,12 @@ condition tree into one matcher function and the samplers."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from untrace_server.errors import ConfigError
 from untrace_server.pipeline.conditions import compile_condition, compile_matcher
-from untrace_server.pipeline.config import RoutingConfig, SamplingConfig
+from untrace_server.pipeline.config import RoutingConfig, SamplingConfig, TransformationRef
 from untrace_server.pipeline.enrich import Enricher, PricingTable
 from untrace_server.pipeline.rules import CompiledRule, RulePipeline, TransformStep
 from untrace_server.pipeline.sampling import Sampler, TokenBucket, always_keep_test
@@ -83,20 +84,11 @@ def compile_pipeline(
     ordered = sorted(enumerate(config.rules), key=lambda ir: (-ir[1].priority, ir[0]))
     compiled: list[CompiledRule] = []
     trees: list[tuple[Any, bool, str]] = []
+    everywhere = _steps(config.transformations, instances, f"{prefix}: transformations")
     for _index, rule in ordered:
         where = f"{prefix}: rule {rule.id!r}"
         _check_destinations(rule.actions.destinations, known_destinations, where)
-        steps: list[TransformStep] = []
-        for ref in rule.actions.transformations:
-            name, cfg = (ref, {}) if isinstance(ref, str) else (ref.name, ref.config)
-            key = f"{name}:{json.dumps(cfg, sort_keys=True, default=str)}"
-            if key not in instances:
-                try:
-                    instances[key] = TransformStep(key, name, create(name, cfg))
-                except ConfigError as exc:
-                    raise ConfigError(f"{where}: {exc}") from None
-            if instances[key] not in steps:
-                steps.append(instances[key])
+        steps = _steps(rule.actions.transformations, instances, where)
         sampler = _sampler(rule.actions.sampling, f"rule:{rule.id}", where, old_buckets, buckets)
         # disabled rules are validated like the others, but never evaluated
         tree = _dump(rule.conditions)
@@ -128,4 +120,23 @@ def compile_pipeline(
         sampler=sampler,
         enricher=Enricher(PricingTable.bundled(pricing_overrides)),
         buckets=buckets,
+        everywhere=everywhere,
     )
+
+
+def _steps(
+    refs: Sequence[str | TransformationRef], instances: dict[str, TransformStep], where: str
+) -> list[TransformStep]:
+    """Transformer steps for ``refs``; one instance per name and config across rules."""
+    steps: list[TransformStep] = []
+    for ref in refs:
+        name, cfg = (ref, {}) if isinstance(ref, str) else (ref.name, ref.config)
+        key = f"{name}:{json.dumps(cfg, sort_keys=True, default=str)}"
+        if key not in instances:
+            try:
+                instances[key] = TransformStep(key, name, create(name, cfg))
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        if instances[key] not in steps:
+            steps.append(instances[key])
+    return steps

@@ -130,6 +130,8 @@ class RoutingConfig(_Model):
     rules: list[RoutingRule] = Field(default_factory=list)
     default_destinations: list[str] = Field(default_factory=list, alias="defaultDestinations")
     sampling_config: SamplingConfig | None = Field(default=None, alias="samplingConfig")
+    # applied to every route — default destinations included — before the rules' own
+    transformations: list[str | TransformationRef] = Field(default_factory=list)
 
     @pydantic.field_validator("version", mode="before")
     @classmethod

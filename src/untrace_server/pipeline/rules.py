@@ -3,8 +3,10 @@
 For each trace: enrich → global sampling → match rules (priority order: higher
 ``priority`` first, equal priorities in document order; a matching rule with
 ``stopProcessing`` ends the evaluation) → per matched rule, its own sampling → routes.
-No rule matched → ``defaultDestinations``, untransformed. Rules matched but all sampled
-out → no route (the default is for traces no rule claims).
+No rule matched → ``defaultDestinations``. Rules matched but all sampled out → no route
+(the default is for traces no rule claims). The document's top-level
+``transformations`` run on every route, the defaults' included, before a rule's own:
+redaction declared once reaches every destination.
 
 When several matched rules name the same destination, it gets one route: the
 transformations of all those rules in priority order (each distinct step once) and their
@@ -90,6 +92,7 @@ class RulePipeline:
         sampler: Sampler | None,
         enricher: Enricher,
         buckets: dict[str, TokenBucket] | None = None,
+        everywhere: Sequence[TransformStep] = (),
     ) -> None:
         self.customer_id = customer_id
         self.version = version
@@ -99,6 +102,7 @@ class RulePipeline:
         self.sampler = sampler
         self.enricher = enricher
         self.buckets = buckets or {}  # scope → bucket, handed to the next version on reload
+        self.everywhere = tuple(everywhere)  # steps every route runs first
         self._dropped = {
             r: SAMPLING_DROPPED.labels(customer_id, r)
             for r in ("sample_rate", "rate_limit", "rule_sample_rate", "rule_rate_limit")
@@ -122,9 +126,14 @@ class RulePipeline:
         decision = Decision(trace, sampling)
         indexes = self.matcher(trace)
         if not indexes:
-            decision.routes = [
-                Route(destination_id=d, trace=trace) for d in self.default_destinations
-            ]
+            if not self.default_destinations:
+                return decision
+            shared = self._apply(trace, self._plan(), record) if self.everywhere else trace
+            for dest in self.default_destinations:
+                if isinstance(shared, str):
+                    decision.failures.append((dest, shared))
+                else:
+                    decision.routes.append(Route(destination_id=dest, trace=shared))
             return decision
         plans: dict[str, _Plan] = {}
         for i in indexes:
@@ -140,7 +149,7 @@ class RulePipeline:
             for dest in rule.destinations:
                 plan = plans.get(dest)
                 if plan is None:
-                    plan = plans[dest] = _Plan()
+                    plan = plans[dest] = self._plan()
                 plan.rule_ids.append(rule.id)
                 for step in rule.steps:
                     if step.key not in plan.step_keys:
@@ -161,6 +170,14 @@ class RulePipeline:
                 continue
             decision.routes.append(Route(destination_id=dest, trace=result, rule_ids=plan.rule_ids))
         return decision
+
+    def _plan(self) -> _Plan:
+        """A route's plan, starting with the steps every route runs."""
+        plan = _Plan()
+        for step in self.everywhere:
+            plan.step_keys.add(step.key)
+            plan.steps.append(step)
+        return plan
 
     def _apply(self, trace: Trace, plan: _Plan, record: bool) -> Trace | str:
         """The trace as this plan delivers it, or the reason it cannot be built."""

@@ -105,6 +105,35 @@ def test_rules_sharing_a_destination_apply_all_their_transformations(make_trace)
     assert route.trace.metadata["by"] == "a" and route.trace.metadata["x"] == 1
 
 
+def test_document_transformations_reach_every_route_defaults_included(make_trace):
+    """Redaction declared once, at the top of the document, reaches every destination:
+    the rules' routes (before their own steps, each step once) and the defaults."""
+    p = build(
+        [
+            rule("plain", PROD, ["langfuse"]),
+            rule(
+                "also",
+                PROD,
+                ["datadog"],
+                transformations=["pii_redaction", {"name": "truncate", "config": {"maxChars": 10}}],
+            ),
+        ],
+        transformations=["pii_redaction"],
+    )
+    original = make_trace()
+    routes = by_dest(p.process(original))
+    assert set(routes) == {"langfuse", "datadog"}
+    for route in routes.values():
+        assert "ann@example.com" not in str(to_builtins(route.trace))
+    assert routes["datadog"].trace.metadata["truncatedFields"]
+    [default] = p.process(make_trace(metadata={"environment": "dev"}))
+    assert default.destination_id == "s3"
+    assert default.trace.request.messages[1].content == "Hello, my email is [REDACTED:EMAIL]"
+    assert original.request.messages[1].content.endswith("ann@example.com")  # untouched
+    with pytest.raises(ConfigError, match=r"transformations.*no_such"):
+        build([], transformations=["no_such"])
+
+
 def test_field_transformers_in_order(make_trace):
     steps = [
         {
