@@ -46,6 +46,7 @@ from untrace_server.errors import UntraceError
 from untrace_server.ingest.base import TraceSink
 from untrace_server.ingest.native import NativeReceiver
 from untrace_server.observability import metrics
+from untrace_server.observability.tracing import configure_tracing
 from untrace_server.pipeline.worker import TraceWorker
 from untrace_server.queue import queue_from_settings
 from untrace_server.queue.base import Queue
@@ -142,6 +143,16 @@ async def _upkeep(c: Components) -> None:
 async def _run(c: Components) -> AsyncIterator[None]:
     settings = c.settings
     async with contextlib.AsyncExitStack() as stack:
+        tracing = settings.tracing
+        flush_spans = configure_tracing(
+            tracing.endpoint,
+            headers=tracing.headers,
+            sample_ratio=tracing.sample_ratio,
+            service_name=tracing.service_name,
+            role=settings.role,
+        )
+        if flush_spans is not None:  # last out: the spans of the shutdown itself
+            stack.push_async_callback(asyncio.to_thread, flush_spans)
         await c.store.start()
         stack.push_async_callback(c.store.close)
         if settings.bootstrap_admin_key:

@@ -30,6 +30,7 @@ __all__ = [
     "QueueConfig",
     "SecurityConfig",
     "Settings",
+    "TracingConfig",
     "load_settings",
     "parse_duration",
 ]
@@ -83,6 +84,15 @@ class EgressConfig(_Section):
     block_private_networks: bool = False  # loopback, RFC 1918, ULA: on for multi-tenant
     deny_cidrs: list[str] = pydantic.Field(default_factory=list)
     allow_cidrs: list[str] = pydantic.Field(default_factory=list)  # exceptions to the above
+
+
+class TracingConfig(_Section):
+    """Untrace's own spans (observability/tracing.py), sent with OTLP/HTTP."""
+
+    endpoint: str | None = None  # e.g. http://collector:4318/v1/traces; unset: off
+    headers: dict[str, str] = pydantic.Field(default_factory=dict)
+    sample_ratio: float = pydantic.Field(1.0, ge=0, le=1)
+    service_name: str = "untrace"
 
 
 class SecurityConfig(_Section):
@@ -162,6 +172,7 @@ class Settings(BaseSettings):
     receivers: ReceiversConfig = pydantic.Field(default_factory=ReceiversConfig)
     customers: dict[str, CustomerConfig] = pydantic.Field(default_factory=dict)
     security: SecurityConfig = pydantic.Field(default_factory=SecurityConfig)
+    tracing: TracingConfig = pydantic.Field(default_factory=TracingConfig)
 
     @classmethod
     def settings_customise_sources(

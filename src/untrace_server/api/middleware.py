@@ -1,14 +1,16 @@
 """Request metrics: ``untrace_api_requests_total`` and ``untrace_api_latency_seconds``,
-labelled by the route's path template (never the raw path: bounded label values)."""
+labelled by the route's path template (never the raw path: bounded label values); and,
+with self-tracing on, a SERVER span per request (observability/tracing.py)."""
 
 from __future__ import annotations
 
 import time
 
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from untrace_server.observability import metrics
+from untrace_server.observability import metrics, tracing
 
 __all__ = ["MetricsMiddleware"]
 
@@ -37,6 +39,27 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if tracing.enabled():
+            await self._traced(scope, receive, send)
+            return
+        await self._measured(scope, receive, send)
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with tracing.tracer.start_as_current_span(
+            scope["method"],
+            context=tracing.extract_context(scope["headers"]),  # type: ignore[arg-type]
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": scope["method"], "url.path": scope["path"]},
+        ) as span:
+            status = await self._measured(scope, receive, send)
+            endpoint = self._endpoint(scope)
+            span.update_name(f"{scope['method']} {endpoint}")
+            span.set_attribute("http.route", endpoint)
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+
+    async def _measured(self, scope: Scope, receive: Receive, send: Send) -> int:
         started = time.perf_counter()
         status = 500
 
@@ -53,3 +76,4 @@ class MetricsMiddleware:
             method = scope["method"]
             metrics.API_REQUESTS.labels(method, endpoint, str(status)).inc()
             metrics.API_LATENCY.labels(method, endpoint).observe(time.perf_counter() - started)
+        return status

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
+from opentelemetry.trace import Status, StatusCode
 
 from untrace_server import model
 from untrace_server.delivery.breaker import CircuitBreaker
@@ -29,6 +30,7 @@ from untrace_server.errors import (
     RetryableError,
 )
 from untrace_server.observability import metrics
+from untrace_server.observability.tracing import tracer
 from untrace_server.queue.base import Message, MessageId, Queue
 
 __all__ = ["BatchLimits", "Deliverer"]
@@ -142,6 +144,16 @@ class Deliverer:
             await self._send(chunk)
 
     async def _send(self, messages: list[Message]) -> None:
+        with tracer.start_as_current_span("untrace.deliver") as span:
+            span.set_attribute("untrace.destination", self.label)
+            span.set_attribute("untrace.batch.size", len(messages))
+            outcome = await self._send_batch(messages)
+            span.set_attribute("untrace.outcome", outcome)
+            if outcome != "success" and self.last_error:
+                span.set_status(Status(StatusCode.ERROR, self.last_error[:500]))
+
+    async def _send_batch(self, messages: list[Message]) -> str:
+        """Send, then ack, retry or dead-letter; returns the outcome for the span."""
         traces: list[model.Trace] = []
         sendable: list[Message] = []
         for message in messages:
@@ -151,31 +163,36 @@ class Deliverer:
             except msgspec.DecodeError as exc:
                 await self._dead([message], f"undecodable payload: {exc}")
         if not sendable:
-            return
+            return "undecodable"
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.send_timeout_s):
                 await self.destination.send_batch(traces)
         except PartialDeliveryError as exc:
-            self._observe(started, "partial")
+            outcome = "partial"
+            self._observe(started, outcome)
             failed = {i: err for i, err in exc.failed.items() if 0 <= i < len(sendable)}
             await self._ack([m for i, m in enumerate(sendable) if i not in failed])
             for i, err in failed.items():
                 await self._fail([sendable[i]], err)
         except (DeliveryError, TimeoutError, OSError) as exc:
-            self._observe(started, "error")
+            outcome = "error"
+            self._observe(started, outcome)
             err = exc if isinstance(exc, DeliveryError) else RetryableError(_describe(exc))
             await self._fail(sendable, err)
         except Exception as exc:  # a connector bug: keep the data, retry later
             log.exception("destination %s raised unexpectedly", self.label)
-            self._observe(started, "error")
+            outcome = "error"
+            self._observe(started, outcome)
             await self._fail(sendable, RetryableError(_describe(exc)))
         else:
-            self._observe(started, "success")
+            outcome = "success"
+            self._observe(started, outcome)
             self.breaker.record_success()
             self.last_success = time.time()
             await self._ack(sendable)
         metrics.BREAKER_STATE.labels(self.label).set(int(self.breaker.state))
+        return outcome
 
     def _observe(self, started: float, status: str) -> None:
         metrics.DESTINATION_LATENCY.labels(self.label).observe(time.perf_counter() - started)

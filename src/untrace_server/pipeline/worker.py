@@ -18,6 +18,7 @@ import msgspec
 from untrace_server import model
 from untrace_server.errors import QueueError, QueueFull
 from untrace_server.observability import metrics
+from untrace_server.observability.tracing import tracer
 from untrace_server.pipeline.base import Pipeline
 from untrace_server.queue.base import TRACES_TOPIC, Message, Queue, delivery_topic
 
@@ -69,6 +70,13 @@ class TraceWorker:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def process(self, messages: list[Message]) -> None:
+        with tracer.start_as_current_span("untrace.route") as span:
+            span.set_attribute("untrace.batch.size", len(messages))
+            routed = await self._process(messages)
+            span.set_attribute("untrace.routes", routed)
+
+    async def _process(self, messages: list[Message]) -> int:
+        """Route ``messages``, publish their deliveries, ack them; returns the routes."""
         started = time.perf_counter()
         outbox: dict[str, list[tuple[str, bytes]]] = {}
         for message in messages:
@@ -98,3 +106,4 @@ class TraceWorker:
             await self.queue.nack([m.id for m in messages], 5.0)
             raise
         await self.queue.ack([m.id for m in messages])
+        return sum(len(items) for items in outbox.values())
