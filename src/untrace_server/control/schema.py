@@ -1,14 +1,13 @@
-"""The control-plane tables (SQLAlchemy Core), shared by SQLite and PostgreSQL, and the
-small in-place migration that adds columns newer versions introduced."""
+"""The control-plane tables (SQLAlchemy Core), shared by SQLite and PostgreSQL: the one
+description the queries use. The database gets them from the Alembic revisions in
+``control/migrations``; a change here needs a new revision there (a test compares a
+migrated database with this metadata)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import sqlalchemy as sa
 
 __all__ = [
-    "add_missing_columns",
     "api_keys",
     "changes",
     "customers",
@@ -79,17 +78,3 @@ changes = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("at", sa.Float, nullable=False),
 )
-
-
-_ADDED_COLUMNS = (
-    ("api_keys", "requests_per_s", "INTEGER"),
-    ("api_keys", "traces_per_s", "INTEGER"),
-    ("api_keys", "ip_allowlist", "TEXT"),
-)
-
-
-def add_missing_columns(conn: Any) -> None:
-    inspector = sa.inspect(conn)
-    for table, column, type_ in _ADDED_COLUMNS:
-        if column not in {c["name"] for c in inspector.get_columns(table)}:
-            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {type_}"))

@@ -1,6 +1,7 @@
 """The control-plane store: customers, API keys, managed destinations and versioned
-routing documents (SQLAlchemy 2 async; SQLite by
-default, PostgreSQL with ``UNTRACE_DATABASE_URL=postgresql://…``)."""
+routing documents (SQLAlchemy 2 async; SQLite by default, PostgreSQL with
+``UNTRACE_DATABASE_URL=postgresql://…``). Its tables are ``schema.py``; ``start`` brings
+the database to the newest Alembic revision (``migrations``)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from untrace_server.config import Settings
+from untrace_server.control import migrations
 from untrace_server.control.crypto import Keyring, load_keyring
 from untrace_server.control.keys import ApiKey, hash_key, key_prefix, load_server_secret
 from untrace_server.control.schema import (
-    add_missing_columns,
     api_keys,
     changes,
     customers,
     destinations,
-    metadata,
     routing_versions,
 )
 from untrace_server.control.secrets import decrypt_config, encrypt_config, rewrap_config
@@ -90,8 +90,6 @@ def _row_to_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
     )
 
 
-# Columns added after the first release: (table, column, SQL type) — added on start to
-# a store created by an older version (create_all never alters an existing table).
 class ControlStore:
     @classmethod
     def from_settings(cls, settings: Settings, keyring: Keyring | None = None) -> ControlStore:
@@ -118,6 +116,8 @@ class ControlStore:
         return self._engine
 
     async def start(self) -> None:
+        """Open the database and migrate it to the newest revision (creating a new store,
+        adopting one made before migrations existed; nodes starting together take turns)."""
         if self._engine is not None:
             return
         if self.url.startswith("sqlite:///"):
@@ -125,9 +125,12 @@ class ControlStore:
 
             Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self._engine = create_async_engine(async_url(self.url))
-        async with self._engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-            await conn.run_sync(add_missing_columns)
+        try:
+            async with self._engine.begin() as conn:  # one transaction: all or nothing
+                await conn.run_sync(migrations.upgrade)
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._engine is not None:
