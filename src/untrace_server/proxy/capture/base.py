@@ -184,11 +184,17 @@ def first_token_ms(exchange: Exchange, at: float | None) -> float | None:
     return None if at is None else round((at - exchange.t0) * 1000.0, 3)
 
 
+_MIN_GENERATION_S = 0.01  # a shorter first-token → end window is a burst, not generation
+
+
 def tokens_per_second(exchange: Exchange, tokens: int, first_at: float | None) -> float | None:
-    """Output tokens over generation time (first token → end), or over the latency."""
+    """Output tokens over generation time (first token → end); over the whole latency
+    when there is no first token or the rest came in one burst (an upstream or a proxy
+    that buffers), which would make the rate meaningless."""
     if tokens <= 0:
         return None
-    start = first_at if first_at is not None and exchange.t_end > first_at else exchange.t0
+    streamed = first_at is not None and exchange.t_end - first_at >= _MIN_GENERATION_S
+    start = first_at if streamed and first_at is not None else exchange.t0
     elapsed = exchange.t_end - start
     return round(tokens / elapsed, 3) if elapsed > 0 else None
 
