@@ -419,3 +419,23 @@ async def test_start_waits_while_another_node_holds_the_migration_lock(db_url: s
     finally:
         await store.close()
     assert (await inspect_db(db_url))["revision"] == migrations.head_revision()
+
+
+async def test_first_keys_of_a_new_customer_added_at_once(db_url: str) -> None:
+    """Two nodes (here: eight tasks on two stores) adding the first key of a brand-new
+    customer at the same moment: every key is added, the customer once."""
+    stores = [await started(db_url), await started(db_url)]
+    try:
+        await asyncio.gather(
+            *(
+                stores[i % 2].add_key(
+                    f"utk_race_{i}_0123456789abcdef", customer_id="brand-new", scopes=["ingest"]
+                )
+                for i in range(8)
+            )
+        )
+        keys = await stores[0].list_keys("brand-new")
+        assert len(keys) == 8
+    finally:
+        for store in stores:
+            await store.close()

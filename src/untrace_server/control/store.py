@@ -146,10 +146,15 @@ class ControlStore:
             found = await conn.scalar(
                 sa.select(customers.c.id).where(customers.c.id == customer_id)
             )
-            if found is None:
+        if found is not None:
+            return
+        try:
+            async with self.engine.begin() as conn:
                 await conn.execute(
                     customers.insert().values(id=customer_id, created_at=time.time())
                 )
+        except sa.exc.IntegrityError:
+            pass  # another node (or request) created it between the two statements
 
     async def add_key(
         self,
