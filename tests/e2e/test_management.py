@@ -3,6 +3,8 @@ replay, trace status per destination, and the dead-letter queue."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -60,6 +62,26 @@ def test_backfill_reaches_new_destination_once(
     states = {d["destination"]: d["state"] for d in status["deliveries"]}
     assert states == {"old": "delivered", "new": "delivered"}
     assert status["ingest"] == "processed"
+
+    # jobs live in the control store: after a restart (or on another node of a fleet)
+    # they are still there; one whose node stopped writing long ago shows as interrupted
+    server.stop()
+    stale = {**progress, "id": "f" * 32, "state": "running", "finished_at": None}
+    with sqlite3.connect(server.data_dir / "control.db") as db:
+        db.execute(
+            "INSERT INTO replay_jobs (id, customer_id, job, updated_at) VALUES (?, ?, ?, ?)",
+            (stale["id"], "default", json.dumps(stale), time.time() - 3600),
+        )
+    server.start()
+    assert httpx.get(f"{api}/replay/{job}", headers=h).json() == progress
+    assert httpx.get(f"{api}/replay/{'f' * 32}", headers=h).json()["state"] == "interrupted"
+    listed = httpx.get(f"{api}/replay", headers=h).json()
+    assert [j["id"] for j in listed] == [r.json()["id"], job, "f" * 32]  # newest first
+    other = httpx.post(
+        api + "/keys", params={"customer": "acme"}, headers=h, json={"scopes": ["read"]}
+    ).json()["key"]
+    assert httpx.get(f"{api}/replay/{job}", headers=server.headers(other)).status_code == 404
+    assert httpx.get(f"{api}/replay", headers=server.headers(other)).json() == []
 
 
 def test_trace_status_and_dead_letters(server_factory: ServerFactory) -> None:

@@ -13,6 +13,7 @@ __all__ = [
     "customers",
     "destinations",
     "metadata",
+    "replay_jobs",
     "routing_versions",
 ]
 
@@ -66,6 +67,17 @@ routing_versions = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("created_by", sa.String(200), nullable=False, default=""),
     sa.Column("comment", sa.String(500), nullable=False, default=""),
+)
+
+# Backfill jobs (POST /api/v1/replay): the node running one writes its progress here, so
+# any node of a fleet answers GET /api/v1/replay/{id}.
+replay_jobs = sa.Table(
+    "replay_jobs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("customer_id", sa.String(64), nullable=False, index=True),
+    sa.Column("job", sa.Text, nullable=False),  # JSON: destination, range, state, counts
+    sa.Column("updated_at", sa.Float, nullable=False),
 )
 
 # One row per customer and kind ("destinations", "routing"): bumped on every change, so

@@ -24,6 +24,7 @@ from untrace_server.control.schema import (
     changes,
     customers,
     destinations,
+    replay_jobs,
     routing_versions,
 )
 from untrace_server.control.secrets import decrypt_config, encrypt_config, rewrap_config
@@ -416,3 +417,40 @@ class ControlStore:
                 await conn.execute(
                     api_keys.update().where(api_keys.c.id == key_id).values(last_used_at=when)
                 )
+
+    async def save_replay_job(self, customer_id: str, job_id: str, job: dict[str, Any]) -> None:
+        """Insert or update a backfill job's record (its state and counts)."""
+        values = {"job": json.dumps(job), "updated_at": time.time()}
+        async with self.engine.begin() as conn:
+            updated = await conn.execute(
+                replay_jobs.update()
+                .where(replay_jobs.c.id == job_id, replay_jobs.c.customer_id == customer_id)
+                .values(**values)
+            )
+            if updated.rowcount == 0:
+                await conn.execute(
+                    replay_jobs.insert().values(id=job_id, customer_id=customer_id, **values)
+                )
+
+    async def list_replay_jobs(self, customer_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """A customer's backfill jobs, the most recently written first."""
+        query = (
+            sa.select(replay_jobs.c.job, replay_jobs.c.updated_at)
+            .where(replay_jobs.c.customer_id == customer_id)
+            .order_by(replay_jobs.c.updated_at.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [{**json.loads(r.job), "updated_at": r.updated_at} for r in rows]
+
+    async def get_replay_job(
+        self, customer_id: str, job_id: str
+    ) -> tuple[dict[str, Any], float] | None:
+        """A customer's backfill job and when it was last written, or None."""
+        query = sa.select(replay_jobs.c.job, replay_jobs.c.updated_at).where(
+            replay_jobs.c.id == job_id, replay_jobs.c.customer_id == customer_id
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else (json.loads(row.job), row.updated_at)

@@ -5,13 +5,16 @@ The traces (acked ``traces`` messages, kept ``queue.retention_days``) go through
 customer's live pipeline; only routes to the target are kept and published to its
 outbox, so no other destination receives anything twice. A trace the target already
 has (a delivery record exists) is skipped unless ``include_delivered``. A job runs in
-this process; ``GET /api/v1/replay/{job}`` shows its progress.
+the process that accepted it and writes its progress to the control store after every
+page, so ``GET /api/v1/replay/{job}`` answers on every node of a fleet; a job whose
+node stopped writing for ``STALE_S`` shows as ``interrupted``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -31,8 +34,10 @@ from untrace_server.queue.base import delivery_topic
 __all__ = ["ReplayJob", "router", "run_replay"]
 
 router = APIRouter(prefix="/api/v1/replay", tags=["replay"])
+log = logging.getLogger("untrace.replay")
 
 _PAGE = 500
+STALE_S = 60.0  # a running job not written for this long lost its node
 
 
 class ReplayRequest(pydantic.BaseModel):
@@ -68,7 +73,7 @@ class ReplayOut(pydantic.BaseModel):
     destination: str
     since: float
     until: float
-    state: Literal["running", "done", "failed"]
+    state: Literal["running", "done", "failed", "interrupted"]
     scanned: int
     matched: int
     published: int
@@ -121,11 +126,22 @@ async def run_replay(c: Any, job: ReplayJob, match: Any, include_delivered: bool
             if items:
                 await queue.publish(topic, items)
                 job.published += len(items)
+            await _save(c, job)
         job.state = "done"
     except Exception as exc:
         job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
     finally:
         job.finished_at = time.time()
+        await _save(c, job)
+
+
+async def _save(c: Any, job: ReplayJob) -> None:
+    """Write the job's progress for every node to read; a store hiccup is not the job's
+    failure (the next page writes again)."""
+    try:
+        await c.store.save_replay_job(job.customer, job.id, _out(job))
+    except Exception as exc:
+        log.warning("replay %s: progress not saved: %s", job.id, exc)
 
 
 def _jobs(request: Request) -> dict[str, ReplayJob]:
@@ -164,6 +180,7 @@ async def start_replay(body: ReplayRequest, caller: Write, request: Request) -> 
         started_at=time.time(),
     )
     _jobs(request)[job.id] = job
+    await c.store.save_replay_job(job.customer, job.id, _out(job))
     task = asyncio.create_task(run_replay(c, job, match, body.include_delivered))
     tasks: set[asyncio.Task[None]] = request.app.state.replay_tasks
     tasks.add(task)
@@ -173,9 +190,11 @@ async def start_replay(body: ReplayRequest, caller: Write, request: Request) -> 
     return _out(job)
 
 
-@router.get("", response_model=list[ReplayOut], summary="Replay jobs of this process")
+@router.get("", response_model=list[ReplayOut], summary="Replay jobs, newest first")
 async def list_replays(caller: Read, request: Request) -> list[dict[str, Any]]:
-    return [_out(j) for j in _jobs(request).values() if j.customer == caller.customer]
+    local = _jobs(request)
+    stored = await components(request).store.list_replay_jobs(caller.customer)
+    return [_current(job, local) for job in stored]
 
 
 @router.get("/{job_id}", response_model=ReplayOut, summary="Progress of a replay job")
@@ -183,6 +202,22 @@ async def get_replay(
     job_id: Annotated[str, Path(max_length=64)], caller: Read, request: Request
 ) -> dict[str, Any]:
     job = _jobs(request).get(job_id)
-    if job is None or job.customer != caller.customer:
+    if job is not None and job.customer == caller.customer:
+        return _out(job)  # running here: the live counts
+    found = await components(request).store.get_replay_job(caller.customer, job_id)
+    if found is None:
         raise NotFound(f"replay job {job_id!r} not found")
-    return _out(job)
+    stored, updated_at = found
+    return _current({**stored, "updated_at": updated_at}, {})
+
+
+def _current(stored: dict[str, Any], local: dict[str, ReplayJob]) -> dict[str, Any]:
+    """A stored job as it is now: this node's live counts if it runs here; a running
+    job that nobody has written for STALE_S is interrupted (its node went away)."""
+    job = local.get(stored["id"])
+    if job is not None:
+        return _out(job)
+    updated_at = stored.pop("updated_at")
+    if stored["state"] == "running" and time.time() - updated_at > STALE_S:
+        stored["state"] = "interrupted"
+    return stored
