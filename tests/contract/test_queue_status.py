@@ -132,3 +132,28 @@ async def test_prune_takes_the_status_with_the_retained_trace(queue: Any) -> Non
     assert await queue.get_retained("t-1") is None
     assert await queue.trace_status("t-1", PREFIX) == []
     assert await queue.list_retained(0, time.time() + 10, 0, 10) == []
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+async def test_early_eviction_of_retained_traces_is_counted(kind: str, tmp_path: Path) -> None:
+    """When the budget forces retained (acked) traces out before their retention ends,
+    untrace_queue_evicted_total says so: the replay window is shrinking."""
+    from untrace_server.observability.metrics import QUEUE_EVICTED
+
+    q: Any = (
+        SqliteQueue(tmp_path / "q.db", budget_bytes=300_000)
+        if kind == "sqlite"
+        else MemoryQueue(budget_bytes=300_000)
+    )
+    await q.start()
+    try:
+        before = QUEUE_EVICTED._value.get()
+        for i in range(600):  # 600 KB through a 300 KB budget
+            await q.publish(TRACES_TOPIC, [(f"t{i}", b"x" * 1000)])
+            [m] = await q.lease(TRACES_TOPIC, 1, 30)
+            await q.ack([m.id])
+        evicted = QUEUE_EVICTED._value.get() - before
+        assert evicted >= 200
+        assert await q.get_retained("t0") is None and await q.get_retained("t599") == b"x" * 1000
+    finally:
+        await q.close()

@@ -84,6 +84,12 @@ DROPPED = Counter(
     ["where", "reason"],
     registry=REGISTRY,
 )
+QUEUE_EVICTED = Counter(
+    "untrace_queue_evicted_total",
+    "Acked messages (retained traces, delivery records) evicted before their retention "
+    "ended, to stay within the disk budget: the replay window is shrinking",
+    registry=REGISTRY,
+)
 BREAKER_STATE = Gauge(
     "untrace_circuit_breaker_state",
     "Circuit breaker per destination: 0 closed, 1 half-open, 2 open",

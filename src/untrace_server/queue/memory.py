@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from untrace_server.errors import QueueFull, QueueUnavailable
+from untrace_server.observability import metrics
 from untrace_server.queue.base import (
     TRACES_TOPIC,
     DeadLetter,
@@ -160,6 +161,7 @@ class MemoryQueue:
                 return
             del self._rows[row.id]
             self._used -= len(row.payload) + len(row.key) + 64
+            metrics.QUEUE_EVICTED.inc()
 
     async def prune(self, now: float | None = None) -> int:
         cutoff = (time.time() if now is None else now) - self.retention_s

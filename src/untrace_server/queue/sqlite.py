@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from untrace_server.errors import QueueFull, QueueUnavailable
+from untrace_server.observability import metrics
 from untrace_server.queue._sqlite_writer import GroupCommitWriter
 from untrace_server.queue.base import (
     TRACES_TOPIC,
@@ -278,6 +279,7 @@ class SqliteQueue:
             self._refresh_usage(conn)
             if cur.rowcount == 0:
                 return
+            metrics.QUEUE_EVICTED.inc(cur.rowcount)
 
     async def prune(self, now: float | None = None) -> int:
         """Delete acked messages older than the retention; returns how many."""
