@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,21 @@ from tests.conftest import require_service
 from untrace_server.errors import QueueFull, QueueUnavailable
 from untrace_server.queue.base import TRACES_TOPIC, Queue
 from untrace_server.queue.memory import MemoryQueue
+from untrace_server.queue.nats import NatsQueue
 from untrace_server.queue.redis import RedisQueue
 from untrace_server.queue.sqlite import SqliteQueue
 
-BACKENDS = ["sqlite", "memory", "redis"]
-LOCAL_BUDGET = ["sqlite", "memory"]  # Redis enforces its own maxmemory (OOM → QueueFull)
+BACKENDS = ["sqlite", "memory", "redis", "nats"]
+# Redis enforces its own maxmemory (OOM → QueueFull); NATS's budget is each stream's
+# max_bytes, which the queue sets, so the budget tests hold for it too
+LOCAL_BUDGET = ["sqlite", "memory", "nats"]
+# acked traces looked up by trace id (get_retained) and pruned by prune(); Redis's are
+# covered in test_queue_status.py; NATS keeps them in its traces stream without a key
+# index, and JetStream ages them out (max_age: test_nats_retains_acked_traces_until_max_age)
+RETAINED_BY_KEY = ["sqlite", "memory"]
 REDIS_URL = "redis://127.0.0.1:6379/0"
+NATS_URL = "nats://127.0.0.1:4222"
+SERVICES = {"redis": "Redis at 127.0.0.1:6379", "nats": "NATS at 127.0.0.1:4222"}
 
 
 def make(kind: str, tmp_path: Path, **kw: float) -> Queue:
@@ -26,6 +36,8 @@ def make(kind: str, tmp_path: Path, **kw: float) -> Queue:
         return SqliteQueue(tmp_path / "q.db", **kw)  # type: ignore[arg-type]
     if kind == "redis":
         return RedisQueue(REDIS_URL, prefix=f"untrace-test-{uuid.uuid4().hex[:8]}", **kw)  # type: ignore[arg-type]
+    if kind == "nats":
+        return NatsQueue(NATS_URL, stream=f"untrace-test-{uuid.uuid4().hex[:8]}", **kw)  # type: ignore[arg-type]
     return MemoryQueue(**kw)  # type: ignore[arg-type]
 
 
@@ -33,18 +45,36 @@ async def _cleanup(q: Queue) -> None:
     if isinstance(q, RedisQueue) and q._redis is not None:
         async for key in q.redis.scan_iter(match=f"{q.prefix}:*"):
             await q.redis.delete(key)
+    if isinstance(q, NatsQueue) and q._nc is not None:
+        for stream in q.streams:
+            await q.jsm.delete_stream(stream)
+
+
+@pytest.fixture
+async def made(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Queue]]]:
+    """Build and start a queue of a kind (skipped, or failed under CI, when its service
+    is down); each is cleaned up and closed afterwards."""
+    queues: list[Queue] = []
+
+    async def factory(kind: str, **kw: float) -> Queue:
+        (tmp_path / kind).mkdir(exist_ok=True)
+        q = make(kind, tmp_path / kind, **kw)
+        try:
+            await q.start()
+        except QueueUnavailable:
+            require_service(SERVICES[kind])
+        queues.append(q)
+        return q
+
+    yield factory
+    for q in queues:
+        await _cleanup(q)
+        await q.close()
 
 
 @pytest.fixture(params=BACKENDS)
-async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Queue]:
-    q = make(request.param, tmp_path)
-    try:
-        await q.start()
-    except QueueUnavailable:
-        require_service("Redis at 127.0.0.1:6379")
-    yield q
-    await _cleanup(q)
-    await q.close()
+async def queue(request: pytest.FixtureRequest, made: Callable[..., Awaitable[Queue]]) -> Queue:
+    return await made(request.param)
 
 
 async def test_publish_lease_ack_in_order(queue: Queue) -> None:
@@ -130,54 +160,77 @@ async def test_purge_dead_by_id_then_all(queue: Queue) -> None:
     assert (await queue.stats()).dead == {"deliver.c/e": 1}
 
 
-async def test_budget_full_rejects_whole_publish(tmp_path: Path) -> None:
-    for kind in LOCAL_BUDGET:
-        q = make(kind, tmp_path / kind, budget_bytes=200_000)
-        (tmp_path / kind).mkdir(exist_ok=True)
-        await q.start()
-        try:
-            with pytest.raises(QueueFull):
-                for i in range(1000):
-                    await q.publish("t", [(str(i), b"x" * 1000)])
-            before = (await q.stats()).pending.get("t", 0)
-            with pytest.raises(QueueFull):
-                await q.publish("t", [("big", b"x" * 1000)] * 10)
-            assert (await q.stats()).pending.get("t", 0) == before
-        finally:
-            await q.close()
+@pytest.mark.parametrize("kind", LOCAL_BUDGET)
+async def test_budget_full_rejects_whole_publish(
+    kind: str, made: Callable[..., Awaitable[Queue]]
+) -> None:
+    q = await made(kind, budget_bytes=200_000)
+    with pytest.raises(QueueFull):
+        for i in range(1000):
+            await q.publish("t", [(str(i), b"x" * 1000)])
+    before = (await q.stats()).pending.get("t", 0)
+    with pytest.raises(QueueFull):
+        await q.publish("t", [("big", b"x" * 1000)] * 10)
+    assert (await q.stats()).pending.get("t", 0) == before
 
 
 @pytest.mark.parametrize("kind", LOCAL_BUDGET)
-async def test_retained_rows_make_room_for_new_data(kind: str, tmp_path: Path) -> None:
-    queue = make(kind, tmp_path, budget_bytes=300_000)
-    await queue.start()
-    try:
-        for i in range(2000):  # ~2 MB through a 300 KB budget: acked rows are evicted
-            await queue.publish(TRACES_TOPIC, [(f"t{i}", b"x" * 1000)])
-            (m,) = await queue.lease(TRACES_TOPIC, 1, 30)
-            await queue.ack([m.id])
-        assert (await queue.stats()).bytes_used <= 300_000
+async def test_a_batch_larger_than_the_room_left_writes_nothing(
+    kind: str, made: Callable[..., Awaitable[Queue]]
+) -> None:
+    q = await made(kind, budget_bytes=200_000)
+    with pytest.raises(QueueFull):  # the first items would fit, the last ones not
+        await q.publish("t", [(str(i), b"x" * 1500) for i in range(200)])
+    assert (await q.stats()).pending.get("t", 0) == 0
+    assert await q.lease("t", 100, 30) == []
+    await q.publish("t", [("small", b"x")])  # and the room is there again
+    assert [m.key for m in await q.lease("t", 100, 30)] == ["small"]
+
+
+@pytest.mark.parametrize("kind", LOCAL_BUDGET)
+async def test_retained_rows_make_room_for_new_data(
+    kind: str, made: Callable[..., Awaitable[Queue]]
+) -> None:
+    queue = await made(kind, budget_bytes=300_000)
+    for i in range(2000):  # ~2 MB through a 300 KB budget: acked rows are evicted
+        await queue.publish(TRACES_TOPIC, [(f"t{i}", b"x" * 1000)])
+        (m,) = await queue.lease(TRACES_TOPIC, 1, 30)
+        await queue.ack([m.id])
+    assert (await queue.stats()).bytes_used <= 300_000
+    if kind in RETAINED_BY_KEY:
         assert await queue.get_retained("t1999") is not None  # type: ignore[attr-defined]
         assert await queue.get_retained("t0") is None  # type: ignore[attr-defined]
-    finally:
-        await queue.close()
 
 
-@pytest.mark.parametrize("kind", LOCAL_BUDGET)
-async def test_acked_traces_are_retained_then_pruned(kind: str, tmp_path: Path) -> None:
-    # Redis keeps acked traces in the stream too (trimmed by MINID), without a key index
-    queue = make(kind, tmp_path)
-    await queue.start()
+@pytest.mark.parametrize("kind", RETAINED_BY_KEY)
+async def test_acked_traces_are_retained_then_pruned(
+    kind: str, made: Callable[..., Awaitable[Queue]]
+) -> None:
+    queue = await made(kind)
     await queue.publish(TRACES_TOPIC, [("trace-1", b"payload")])
     (m,) = await queue.lease(TRACES_TOPIC, 1, 30)
     await queue.ack([m.id])
     assert await queue.get_retained("trace-1") == b"payload"  # type: ignore[attr-defined]
     assert await queue.prune() == 0  # type: ignore[attr-defined]
-    import time
-
     assert await queue.prune(now=time.time() + 8 * 86400) == 1  # type: ignore[attr-defined]
     assert await queue.get_retained("trace-1") is None  # type: ignore[attr-defined]
-    await queue.close()
+
+
+async def test_nats_retains_acked_traces_until_max_age(
+    made: Callable[..., Awaitable[Queue]],
+) -> None:
+    queue = await made("nats", retention_s=1.0)
+    assert isinstance(queue, NatsQueue)
+    await queue.publish(TRACES_TOPIC, [("trace-1", b"payload")])
+    (m,) = await queue.lease(TRACES_TOPIC, 1, 30)
+    await queue.ack([m.id])
+    assert (await queue.stats()).pending.get(TRACES_TOPIC, 0) == 0
+    # acked, yet still in the stream (for replay) until JetStream ages it out
+    assert (await queue.jsm.stream_info(queue.traces_stream)).state.messages == 1
+    deadline = time.monotonic() + 10
+    while (await queue.jsm.stream_info(queue.traces_stream)).state.messages:
+        assert time.monotonic() < deadline, "the acked trace was never aged out"
+        await asyncio.sleep(0.1)
 
 
 async def test_wait_wakes_on_publish(queue: Queue) -> None:

@@ -1,9 +1,10 @@
-"""Durable queues behind one protocol: SQLite (embedded default), Redis Streams (a
-fleet), in-memory (tests)."""
+"""Durable queues behind one protocol: SQLite (embedded default), Redis Streams or NATS
+JetStream (a fleet), in-memory (tests)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from untrace_server.config import Settings
 from untrace_server.errors import ConfigError
@@ -16,7 +17,9 @@ def open_queue(
     url: str, *, data_dir: Path, synchronous: str, budget_bytes: int, retention_s: float
 ) -> Queue:
     """Build the queue named by ``url``: ``sqlite://`` (default, in the data dir),
-    ``sqlite:///path/queue.db``, ``redis://host:6379/0`` (a fleet) or ``memory://``."""
+    ``sqlite:///path/queue.db``, ``redis://host:6379/0`` or
+    ``nats://host:4222[,nats://host2:4222][?stream=untrace&replicas=3]`` (a fleet; also
+    ``tls://``) or ``memory://``."""
     if url in ("", "sqlite://") or url.startswith("sqlite:///"):
         from untrace_server.queue.sqlite import SqliteQueue
 
@@ -39,11 +42,28 @@ def open_queue(
             retention_s=retention_s,
             budget_bytes=budget_bytes,
         )
+    if url.startswith(("nats://", "tls://")):
+        from untrace_server.queue.nats import NatsQueue
+
+        servers, _, query = url.partition("?")
+        params = dict(parse_qsl(query))
+        unknown = set(params) - {"stream", "replicas"}
+        if unknown or not params.get("replicas", "1").isdigit():
+            raise ConfigError(f"queue URL {url!r}: the query takes stream= and replicas=N")
+        return NatsQueue(
+            servers,
+            stream=params.get("stream", "untrace"),
+            replicas=int(params.get("replicas", "1")),
+            retention_s=retention_s,
+            budget_bytes=budget_bytes,
+        )
     if url == "memory://":
         from untrace_server.queue.memory import MemoryQueue
 
         return MemoryQueue(budget_bytes=budget_bytes, retention_s=retention_s)
-    raise ConfigError(f"unsupported queue URL {url!r}: use sqlite://, redis:// or memory://")
+    raise ConfigError(
+        f"unsupported queue URL {url!r}: use sqlite://, redis://, nats:// or memory://"
+    )
 
 
 def queue_from_settings(settings: Settings) -> Queue:
