@@ -40,6 +40,7 @@ from untrace_server.control.netallow import RequestContextMiddleware
 from untrace_server.control.ratelimit import KeyRateLimiter, RateLimitedSink
 from untrace_server.control.store import ControlStore
 from untrace_server.control.topology import Topology
+from untrace_server.delivery.backlog import BacklogGuard
 from untrace_server.delivery.manager import DeliveryManager, build_destination
 from untrace_server.destinations.egress import EgressPolicy
 from untrace_server.errors import UntraceError
@@ -70,6 +71,7 @@ class Components:
     topology: Topology
     cipher: FieldCipher | None = None  # security.encrypt_fields
     egress: EgressPolicy | None = None  # security.egress: where destinations may connect
+    backlog: BacklogGuard | None = None  # delivery.max_backlog_share, fed by the upkeep
     delivery: DeliveryManager | None = None
     worker: TraceWorker | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -122,6 +124,8 @@ async def _upkeep(c: Components) -> None:
         await asyncio.sleep(_UPKEEP_S)
         try:
             stats = await c.queue.stats()
+            if c.backlog is not None:
+                c.backlog.update(stats)
             for topic, count in stats.pending.items():
                 metrics.QUEUE_DEPTH.labels(topic).set(count)
             for topic, count in stats.dead.items():
@@ -177,11 +181,17 @@ async def _run(c: Components) -> AsyncIterator[None]:
         watcher = asyncio.create_task(c.topology.watch(), name="topology")
         stack.push_async_callback(_cancel, watcher)
         if settings.role in ("all", "worker"):
+            c.backlog = BacklogGuard(
+                settings.queue.budget_bytes,
+                settings.delivery.max_backlog_share,
+                failing=c.delivery.failing if c.delivery is not None else lambda topic: True,
+            )
             c.worker = TraceWorker(
                 c.queue,
                 c.topology.pipeline,
                 batch=settings.worker.batch,
                 visibility_s=settings.worker.visibility_s,
+                backlog=c.backlog,
             )
             worker_task = asyncio.create_task(c.worker.run(), name="worker")
             stack.push_async_callback(

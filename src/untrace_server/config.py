@@ -70,6 +70,8 @@ class DeliveryConfig(_Section):
     breaker_reset_s: float = pydantic.Field(30.0, gt=0)
     visibility_s: float = pydantic.Field(120.0, gt=0)
     send_timeout_s: float = pydantic.Field(30.0, gt=0)
+    # the most of queue.budget_bytes one destination's outbox may hold (1: no limit)
+    max_backlog_share: float = pydantic.Field(0.5, gt=0, le=1)
 
 
 class WorkerConfig(_Section):

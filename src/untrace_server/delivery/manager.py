@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from untrace_server.config import DeliveryConfig, DestinationSpec
-from untrace_server.delivery.breaker import CircuitBreaker
+from untrace_server.delivery.breaker import BreakerState, CircuitBreaker
 from untrace_server.delivery.deliverer import BatchLimits, Deliverer
 from untrace_server.delivery.retry import RetrySchedule
 from untrace_server.destinations import registry
 from untrace_server.destinations.base import Destination, DestinationContext
 from untrace_server.destinations.egress import EgressPolicy
 from untrace_server.errors import ConfigError
-from untrace_server.queue.base import Queue, delivery_topic
+from untrace_server.queue.base import DELIVERY_PREFIX, Queue, delivery_topic
 
 __all__ = ["DeliveryManager", "DestinationKey", "build_destination", "fingerprint"]
 
@@ -78,6 +78,12 @@ class DeliveryManager:
     def deliverer(self, key: DestinationKey) -> Deliverer | None:
         running = self.running.get(key)
         return None if running is None else running.deliverer
+
+    def failing(self, topic: str) -> bool:
+        """Whether the destination of a delivery topic is failing (breaker not closed)."""
+        customer_id, _, destination_id = topic.removeprefix(DELIVERY_PREFIX).partition("/")
+        deliverer = self.deliverer((customer_id, destination_id))
+        return deliverer is not None and deliverer.breaker.state != BreakerState.CLOSED
 
     async def reconcile(self, specs: Mapping[DestinationKey, DestinationSpec]) -> None:
         async with self._lock:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import msgspec
 
 from untrace_server import model
+from untrace_server.delivery.backlog import BacklogGuard
 from untrace_server.errors import QueueError, QueueFull
 from untrace_server.observability import metrics
 from untrace_server.observability.tracing import tracer
@@ -36,8 +37,10 @@ class TraceWorker:
         batch: int = 256,
         visibility_s: float = 60.0,
         poll_s: float = 1.0,
+        backlog: BacklogGuard | None = None,
     ) -> None:
         self.queue = queue
+        self.backlog = backlog
         self.pipelines = pipelines
         self.batch = batch
         self.visibility_s = visibility_s
@@ -78,6 +81,8 @@ class TraceWorker:
     async def _process(self, messages: list[Message]) -> int:
         """Route ``messages``, publish their deliveries, ack them; returns the routes."""
         started = time.perf_counter()
+        if self.backlog is not None and self.backlog.suspect():
+            await self.backlog.refresh(self.queue)  # before shedding anything: be sure
         outbox: dict[str, list[tuple[str, bytes]]] = {}
         for message in messages:
             try:
@@ -96,12 +101,18 @@ class TraceWorker:
                 metrics.TRACES_PROCESSED.labels(customer, "", "unrouted").inc()
             for route in routes:
                 topic = delivery_topic(customer, route.destination_id)
+                if self.backlog is not None and self.backlog.full(topic):
+                    metrics.DROPPED.labels("worker", "backlog_full").inc()
+                    metrics.TRACES_PROCESSED.labels(customer, route.destination_id, "shed").inc()
+                    continue
                 outbox.setdefault(topic, []).append((route.trace.id, model.encode(route.trace)))
                 metrics.TRACES_PROCESSED.labels(customer, route.destination_id, "routed").inc()
         metrics.PROCESSING_LATENCY.labels("route").observe(time.perf_counter() - started)
         try:
             for topic, items in outbox.items():
                 await self.queue.publish(topic, items)
+                if self.backlog is not None:
+                    self.backlog.added(topic, [len(payload) for _, payload in items])
         except QueueFull:
             await self.queue.nack([m.id for m in messages], 5.0)
             raise
