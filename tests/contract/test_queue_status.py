@@ -157,3 +157,15 @@ async def test_early_eviction_of_retained_traces_is_counted(kind: str, tmp_path:
         assert await q.get_retained("t0") is None and await q.get_retained("t599") == b"x" * 1000
     finally:
         await q.close()
+
+
+async def test_retained_traces_from_a_time_skip_the_older_ones(queue: Any) -> None:
+    marks = []
+    for batch in range(3):
+        marks.append(time.time())
+        await queue.publish(TRACES_TOPIC, [(f"b{batch}-{i}", b"p") for i in range(50)])
+        leased = await queue.lease(TRACES_TOPIC, 100, 30)
+        await queue.ack([m.id for m in leased])
+        time.sleep(0.02)
+    got = await queue.list_retained(marks[1], time.time() + 1, 0, 500)
+    assert [m.key for m in got] == [f"b{b}-{i}" for b in (1, 2) for i in range(50)]
