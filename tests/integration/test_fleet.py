@@ -1,15 +1,20 @@
-"""A fleet on real services: two API nodes and two workers sharing a Redis Streams queue
-and a PostgreSQL control plane. Traces accepted by either API node are delivered once;
-a key created against the shared store works on every node; a killed worker's leased
-work is taken over by the other."""
+"""A fleet on real services: two API nodes and two workers sharing a queue — Redis
+Streams or NATS JetStream — and a PostgreSQL control plane. Traces accepted by either API
+node are delivered once; a key created against the shared store works on every node; a
+killed worker's leased work is taken over by the other."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 
 import httpx
+import nats
+import nats.errors
+import nats.js.errors
 import pytest
 import redis
 from tests.conftest import require_service, webhook_config
@@ -17,32 +22,73 @@ from tests.support.server import ServerProcess, make_trace, wait_until
 from tests.support.sink import Behaviour, WebhookSink
 
 REDIS_DB = 9
+NATS_URL = "nats://127.0.0.1:4222"
 PG = "postgresql://postgres@127.0.0.1:5432"
 
 
-@pytest.fixture
-def fleet_env() -> Iterator[dict[str, str]]:
+@contextlib.contextmanager
+def redis_queue() -> Iterator[str]:
     try:
         r = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
         r.flushdb()
     except redis.RedisError:
         require_service("Redis at 127.0.0.1:6379")
-    db = f"untrace_fleet_{uuid.uuid4().hex[:8]}"
-    made = subprocess.run(
-        ["psql", f"{PG}/postgres", "-c", f"CREATE DATABASE {db}"], capture_output=True, text=True
-    )
-    if made.returncode != 0:
-        require_service(f"PostgreSQL at 127.0.0.1:5432 ({made.stderr.strip()})")
-    yield {
-        "UNTRACE_QUEUE__URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
-        "UNTRACE_DATABASE_URL": f"{PG}/{db}",
-    }
-    r.flushdb()
-    r.close()
-    subprocess.run(
-        ["psql", f"{PG}/postgres", "-c", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"],
-        capture_output=True,
-    )
+    try:
+        yield f"redis://127.0.0.1:6379/{REDIS_DB}"
+    finally:
+        r.flushdb()
+        r.close()
+
+
+async def _delete_streams(name: str) -> int:
+    """Delete the queue's streams; how many traces its traces stream retained."""
+    nc = await nats.connect(NATS_URL, max_reconnect_attempts=1, connect_timeout=2)
+    retained = 0
+    try:
+        jsm = nc.jsm()
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            retained = (await jsm.stream_info(f"{name}-traces")).state.messages
+        for kind in ("traces", "outbox", "dead"):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await jsm.delete_stream(f"{name}-{kind}")
+    finally:
+        await nc.close()
+    return retained
+
+
+@contextlib.contextmanager
+def nats_queue() -> Iterator[str]:
+    """A NATS queue URL with streams of its own, deleted afterwards (the nodes make them)."""
+    name = f"untrace-fleet-{uuid.uuid4().hex[:8]}"
+    try:
+        asyncio.run(_delete_streams(name))  # also: is NATS there?
+    except (nats.errors.Error, OSError):
+        require_service("NATS at 127.0.0.1:4222")
+    try:
+        yield f"{NATS_URL}?stream={name}"
+    finally:
+        retained = asyncio.run(_delete_streams(name))
+    # the nodes did use these streams: accepted traces stay there after their ack
+    assert retained > 0, f"NATS stream {name}-traces was never written"
+
+
+@pytest.fixture(params=["redis", "nats"])
+def fleet_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    queue = redis_queue() if request.param == "redis" else nats_queue()
+    with queue as queue_url:
+        db = f"untrace_fleet_{uuid.uuid4().hex[:8]}"
+        made = subprocess.run(
+            ["psql", f"{PG}/postgres", "-c", f"CREATE DATABASE {db}"],
+            capture_output=True,
+            text=True,
+        )
+        if made.returncode != 0:
+            require_service(f"PostgreSQL at 127.0.0.1:5432 ({made.stderr.strip()})")
+        yield {"UNTRACE_QUEUE__URL": queue_url, "UNTRACE_DATABASE_URL": f"{PG}/{db}"}
+        subprocess.run(
+            ["psql", f"{PG}/postgres", "-c", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"],
+            capture_output=True,
+        )
 
 
 def test_two_api_nodes_and_two_workers_deliver_everything_once(
