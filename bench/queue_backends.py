@@ -1,7 +1,8 @@
 """Queue benchmark: records/s published durably by concurrent publishers, per backend.
 
 Runs in one process, against the in-memory queue as the baseline, SQLite with
-synchronous=FULL and NORMAL (WAL, group commit), and Redis Streams when reachable.
+synchronous=FULL and NORMAL (WAL, group commit), and Redis Streams and NATS JetStream
+when reachable.
 Each of --publishers tasks publishes batches of --batch records of about 1 KB for
 --seconds; then 100,000 of them are leased and acked back, to time the consuming side.
 
@@ -22,6 +23,7 @@ from typing import Any
 from untrace_server.errors import QueueUnavailable
 from untrace_server.queue.base import Queue
 from untrace_server.queue.memory import MemoryQueue
+from untrace_server.queue.nats import NatsQueue
 from untrace_server.queue.redis import RedisQueue
 from untrace_server.queue.sqlite import SqliteQueue
 
@@ -64,12 +66,29 @@ async def run(queue: Queue, seconds: float, publishers: int, batch: int) -> dict
     }
 
 
+async def cleanup(queue: RedisQueue | NatsQueue, args: argparse.Namespace) -> None:
+    """Delete what a distributed backend's run left on its server."""
+    if isinstance(queue, RedisQueue):
+        redis = RedisQueue(args.redis, prefix=queue.prefix)
+        await redis.start()
+        async for key in redis.redis.scan_iter(match=f"{queue.prefix}:*"):
+            await redis.redis.delete(key)
+        await redis.close()
+        return
+    nats = NatsQueue(args.nats, stream=queue.stream)
+    await nats.start()
+    for stream in nats.streams:
+        await nats.jsm.delete_stream(stream)
+    await nats.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--publishers", type=int, default=8)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--nats", default="nats://127.0.0.1:4222")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="untrace-qbench-"))
     backends: list[tuple[str, Any]] = [
@@ -82,6 +101,10 @@ async def main() -> None:
         (
             "redis streams (no AOF here)",
             lambda: RedisQueue(args.redis, prefix=f"qbench{os.getpid()}"),
+        ),
+        (
+            "nats jetstream (file storage, 1 replica)",
+            lambda: NatsQueue(args.nats, stream=f"qbench{os.getpid()}"),
         ),
     ]
     print(
@@ -102,14 +125,10 @@ async def main() -> None:
             print(f"| {name} | skipped: {exc} | | |")
             continue
         finally:
-            if isinstance(queue, RedisQueue) and queue._redis is not None:
+            if isinstance(queue, RedisQueue | NatsQueue):
                 await queue.close()
-        if isinstance(queue, RedisQueue):
-            cleanup = RedisQueue(args.redis, prefix=queue.prefix)
-            await cleanup.start()
-            async for key in cleanup.redis.scan_iter(match=f"{queue.prefix}:*"):
-                await cleanup.redis.delete(key)
-            await cleanup.close()
+        if isinstance(queue, RedisQueue | NatsQueue):
+            await cleanup(queue, args)
         assert result["consumed"] == min(CONSUME, result["published"]), result
         base = base or result["publish_per_s"]
         print(
