@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import require_service
 
 from untrace_server.errors import QueueFull, QueueUnavailable
+from untrace_server.observability import metrics
 from untrace_server.queue.base import TRACES_TOPIC, Queue
 from untrace_server.queue.memory import MemoryQueue
 from untrace_server.queue.nats import NatsQueue
@@ -192,11 +193,14 @@ async def test_retained_rows_make_room_for_new_data(
     kind: str, made: Callable[..., Awaitable[Queue]]
 ) -> None:
     queue = await made(kind, budget_bytes=300_000)
+    evicted = metrics.REGISTRY.get_sample_value("untrace_queue_evicted_total") or 0
     for i in range(2000):  # ~2 MB through a 300 KB budget: acked rows are evicted
         await queue.publish(TRACES_TOPIC, [(f"t{i}", b"x" * 1000)])
         (m,) = await queue.lease(TRACES_TOPIC, 1, 30)
         await queue.ack([m.id])
     assert (await queue.stats()).bytes_used <= 300_000
+    now_evicted = metrics.REGISTRY.get_sample_value("untrace_queue_evicted_total") or 0
+    assert now_evicted - evicted >= 1700  # counted: at most ~300 of 2,000 still fit
     if kind in RETAINED_BY_KEY:
         assert await queue.get_retained("t1999") is not None  # type: ignore[attr-defined]
         assert await queue.get_retained("t0") is None  # type: ignore[attr-defined]

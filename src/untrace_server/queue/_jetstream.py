@@ -204,10 +204,17 @@ async def answer(nc: Client, replies: Sequence[str], body: bytes, timeout: float
             raise result
 
 
-async def purge_subject(nc: Client, stream: str, subject: str, timeout: float) -> int:
-    """Purge ``subject`` from ``stream``; how many messages went (the count nats-py's
-    ``purge_stream`` does not return)."""
-    body = json.dumps({"filter": subject}).encode()
+async def purge(
+    nc: Client, stream: str, timeout: float, *, subject: str = "", below: int = 0
+) -> int:
+    """Purge ``stream`` (only ``subject``, only sequences under ``below``, if given); how
+    many messages went (the count nats-py's ``purge_stream`` does not return)."""
+    request: dict[str, str | int] = {}
+    if subject:
+        request["filter"] = subject
+    if below:
+        request["seq"] = below
+    body = json.dumps(request).encode()
     reply = await nc.request(f"{_API}.STREAM.PURGE.{stream}", body, timeout)
     result = json.loads(reply.data)
     if "error" in result:

@@ -53,6 +53,7 @@ from nats.js import JetStreamContext, JetStreamManager
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from untrace_server.errors import ConfigError, QueueFull, QueueUnavailable
+from untrace_server.observability import metrics
 from untrace_server.queue import _jetstream as wire
 from untrace_server.queue._jetstream import (
     ATTEMPTS,
@@ -264,8 +265,8 @@ class NatsQueue:
         raise wire.translate(failed[0], self.url)
 
     async def _make_room(self) -> bool:
-        """Drop the oldest acked traces (at least an eighth of the budget) from a full
-        traces stream; whether anything was dropped."""
+        """Drop the oldest acked traces from a full traces stream — about an eighth of the
+        budget, fewer if fewer are acked; whether anything was dropped."""
         jsm = self.jsm
         try:
             floor = await jsm.consumer_info(self.traces_stream, self._consumer(TRACES_TOPIC))
@@ -277,9 +278,9 @@ class NatsQueue:
             return False
         average = max(1, state.bytes // state.messages)
         upto = min(acked_to + 1, state.first_seq + self.budget_bytes // 8 // average + 1)
-        await jsm.purge_stream(self.traces_stream, seq=upto)
-        log.info("traces stream full: dropped acked traces below sequence %d", upto)
-        return True
+        dropped = await wire.purge(self.nc, self.traces_stream, self.timeout_s, below=upto)
+        metrics.QUEUE_EVICTED.inc(dropped)
+        return dropped > 0
 
     async def lease(self, topic: str, max_items: int, visibility_s: float) -> list[Message]:
         if max_items <= 0:
@@ -463,8 +464,8 @@ class NatsQueue:
         if given); returns how many."""
         with nats_errors(self.url):
             if ids is None:
-                return await wire.purge_subject(
-                    self.nc, self.dead_stream, self._dead_subject(topic), self.timeout_s
+                return await wire.purge(
+                    self.nc, self.dead_stream, self.timeout_s, subject=self._dead_subject(topic)
                 )
             wanted = {str(i) for i in ids}
             async with contextlib.aclosing(self._letters(topic)) as letters:
