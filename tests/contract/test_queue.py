@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import require_service
 
-from untrace_server.errors import QueueFull, QueueUnavailable
+from untrace_server.errors import PayloadTooLarge, QueueFull, QueueUnavailable
 from untrace_server.observability import metrics
 from untrace_server.queue.base import TRACES_TOPIC, Queue
 from untrace_server.queue.memory import MemoryQueue
@@ -235,6 +235,20 @@ async def test_nats_retains_acked_traces_until_max_age(
     while (await queue.jsm.stream_info(queue.traces_stream)).state.messages:
         assert time.monotonic() < deadline, "the acked trace was never aged out"
         await asyncio.sleep(0.1)
+
+
+async def test_nats_refuses_a_trace_over_max_payload_and_stays_connected(
+    made: Callable[..., Awaitable[Queue]],
+) -> None:
+    # the server would close the connection over it, failing every request in flight
+    queue = await made("nats")
+    assert isinstance(queue, NatsQueue)
+    too_big = b"x" * queue.nc.max_payload
+    with pytest.raises(PayloadTooLarge):
+        await queue.publish("t", [("small", b"x"), ("big", too_big)])
+    assert (await queue.stats()).pending.get("t", 0) == 0  # nothing of the batch written
+    await queue.publish("t", [("after", b"x")])
+    assert [m.key for m in await queue.lease("t", 10, 30)] == ["after"]
 
 
 async def test_wait_wakes_on_publish(queue: Queue) -> None:

@@ -56,6 +56,18 @@ def unheader(value: str) -> str:
     return unquote(value)
 
 
+def check_size(nc: Client, key: str, payload: bytes, headers: dict[str, str]) -> None:
+    """Refuse what the server would refuse by closing the connection (and failing every
+    request in flight): payload and headers over its ``max_payload``. nats-py checks
+    the payload alone."""
+    size = len(payload) + 12 + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items())
+    if size > nc.max_payload:
+        raise PayloadTooLarge(
+            f"trace {key!r} is {size} bytes with its headers, over the NATS server's "
+            f"max_payload of {nc.max_payload}"
+        )
+
+
 def message_id(topic: str, seq: int) -> str:
     return f"{topic}{_SEP}{seq:020d}"  # zero-padded: ids of a topic sort like sequences
 

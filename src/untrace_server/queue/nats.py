@@ -252,8 +252,14 @@ class NatsQueue:
         """Publish all items, each awaited for its PubAck; if one fails, delete the ones
         written (best effort) and raise its error."""
         js, subject = self.js, self._subject(topic)
+        headers = [{KEY: header(key)} for key, _ in items]
+        for (key, payload), h in zip(items, headers, strict=True):
+            wire.check_size(self.nc, key, payload, h)
         acks = await asyncio.gather(
-            *(js.publish(subject, payload, headers={KEY: header(key)}) for key, payload in items),
+            *(
+                js.publish(subject, payload, headers=h)
+                for (_, payload), h in zip(items, headers, strict=True)
+            ),
             return_exceptions=True,
         )
         failed = [a for a in acks if isinstance(a, BaseException)]
@@ -368,18 +374,16 @@ class NatsQueue:
                     continue  # already gone (aged out, or settled by someone else)
                 headers = original.headers or {}
                 stored = original.time.timestamp() if original.time else time.time()
-                await js.publish(
-                    self._dead_subject(topic),
-                    original.data or b"",
-                    headers={
-                        KEY: headers.get(KEY, ""),
-                        CREATED: headers.get(CREATED, str(stored)),
-                        ERROR: header(error[:4000]),
-                        ATTEMPTS: str(attempts.get(mid, 1)),
-                        DEAD_AT: now,
-                        ORIGIN: str(seq),
-                    },
-                )
+                letter = {
+                    KEY: headers.get(KEY, ""),
+                    CREATED: headers.get(CREATED, str(stored)),
+                    ERROR: header(error[:4000])[:4000],
+                    ATTEMPTS: str(attempts.get(mid, 1)),
+                    DEAD_AT: now,
+                    ORIGIN: str(seq),
+                }
+                wire.check_size(self.nc, unheader(letter[KEY]), original.data or b"", letter)
+                await js.publish(self._dead_subject(topic), original.data or b"", headers=letter)
             await self._answer([reply for _, _, reply in mine], b"+ACK")
             await self._delete_unleased(others)
 
