@@ -135,6 +135,19 @@ async def test_dead_letters_list_and_replay(queue: Queue) -> None:
     assert await queue.list_dead() == []
 
 
+async def test_any_topic_name_and_key_round_trip(queue: Queue) -> None:
+    # NATS maps topics to subject tokens and keys/errors to headers: dots, slashes,
+    # spaces, line breaks, '=' and '%' must survive
+    topic, key, error = "deliver.cüstomer 1/dest.x=2E%2F~", " trace\r\nü %41 ", "a:\nb "
+    await queue.publish(topic, [(key, b"v")])
+    assert (await queue.stats()).pending == {topic: 1}
+    (m,) = await queue.lease(topic, 10, 30)
+    assert (m.topic, m.key) == (topic, key)
+    await queue.dead([m.id], error)
+    assert (await queue.stats()).dead == {topic: 1}
+    assert [(d.topic, d.key, d.error) for d in await queue.list_dead()] == [(topic, key, error)]
+
+
 async def test_replay_by_id_only_replays_that_one(queue: Queue) -> None:
     await queue.publish("t", [("a", b"1"), ("b", b"2")])
     msgs = await queue.lease("t", 2, 30)
