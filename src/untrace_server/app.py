@@ -181,9 +181,12 @@ async def _run(c: Components) -> AsyncIterator[None]:
         watcher = asyncio.create_task(c.topology.watch(), name="topology")
         stack.push_async_callback(_cancel, watcher)
         if settings.role in ("all", "worker"):
+            # shed deliveries are recovered by a replay: only where retained traces can be
+            # listed (SQLite, Redis; not NATS) may the guard shed anything
+            replayable = hasattr(c.queue, "list_retained")
             c.backlog = BacklogGuard(
                 settings.queue.budget_bytes,
-                settings.delivery.max_backlog_share,
+                settings.delivery.max_backlog_share if replayable else 1.0,
                 failing=c.delivery.failing if c.delivery is not None else lambda topic: True,
             )
             c.worker = TraceWorker(

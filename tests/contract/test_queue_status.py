@@ -4,6 +4,7 @@ the retained payload by trace id, and retained traces listed by time, processed 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -166,6 +167,6 @@ async def test_retained_traces_from_a_time_skip_the_older_ones(queue: Any) -> No
         await queue.publish(TRACES_TOPIC, [(f"b{batch}-{i}", b"p") for i in range(50)])
         leased = await queue.lease(TRACES_TOPIC, 100, 30)
         await queue.ack([m.id for m in leased])
-        time.sleep(0.02)
+        await asyncio.sleep(0.02)
     got = await queue.list_retained(marks[1], time.time() + 1, 0, 500)
     assert [m.key for m in got] == [f"b{b}-{i}" for b in (1, 2) for i in range(50)]

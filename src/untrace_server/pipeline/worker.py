@@ -17,7 +17,7 @@ import msgspec
 
 from untrace_server import model
 from untrace_server.delivery.backlog import BacklogGuard
-from untrace_server.errors import QueueError, QueueFull
+from untrace_server.errors import PayloadTooLarge, QueueError, QueueFull
 from untrace_server.observability import metrics
 from untrace_server.observability.tracing import tracer
 from untrace_server.pipeline.base import Pipeline
@@ -68,6 +68,25 @@ class TraceWorker:
                 log.exception("worker: unexpected error")
                 await self._sleep(self.poll_s)
 
+    async def _publish(self, topic: str, items: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """Publish ``items``; one the queue can never take (larger than its largest
+        message, as NATS's max_payload) is dropped and counted instead of failing the
+        batch forever. Returns what was published."""
+        try:
+            await self.queue.publish(topic, items)
+            return items
+        except PayloadTooLarge:
+            pass
+        kept = []
+        for item in items:
+            try:
+                await self.queue.publish(topic, [item])
+                kept.append(item)
+            except PayloadTooLarge as exc:
+                metrics.DROPPED.labels("worker", "too_large_for_queue").inc()
+                log.error("worker: trace %s not queued for %s: %s", item[0], topic, exc)
+        return kept
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
@@ -110,7 +129,7 @@ class TraceWorker:
         metrics.PROCESSING_LATENCY.labels("route").observe(time.perf_counter() - started)
         try:
             for topic, items in outbox.items():
-                await self.queue.publish(topic, items)
+                items = await self._publish(topic, items)
                 if self.backlog is not None:
                     self.backlog.added(topic, [len(payload) for _, payload in items])
         except QueueFull:
