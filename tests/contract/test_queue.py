@@ -111,6 +111,33 @@ async def test_lease_expires_and_message_comes_back(queue: Queue) -> None:
     assert [m.key for m in again] == ["k"] and again[0].attempts == 2
 
 
+async def test_every_message_of_an_expired_lease_comes_back(queue: Queue) -> None:
+    await queue.publish("t", [(f"k{i}", b"v") for i in range(5)])
+    assert len(await queue.lease("t", 5, 0.2)) == 5
+    assert await queue.lease("t", 5, 30) == []
+    await asyncio.sleep(0.3)
+    again = await queue.lease("t", 10, 30)
+    assert sorted(m.key for m in again) == [f"k{i}" for i in range(5)]
+    assert all(m.attempts == 2 for m in again)
+
+
+async def test_an_expired_lease_behind_many_live_ones_comes_back(queue: Queue) -> None:
+    """A message whose lease ran out is found even when hundreds of messages ahead of it
+    are leased (Redis's XAUTOCLAIM looks at only COUNT x 10 pending entries a call: the
+    walk must go on where it stopped)."""
+    await queue.publish("t", [(f"live-{i}", b"v") for i in range(300)])
+    assert len(await queue.lease("t", 300, 60)) == 300  # hidden for a minute
+    await queue.publish("t", [("expired", b"v")])
+    assert [m.key for m in await queue.lease("t", 1, 0.2)] == ["expired"]
+    await asyncio.sleep(0.3)
+    found: list[str] = []
+    for _ in range(10):  # a few leases at most, each cheap
+        found += [m.key for m in await queue.lease("t", 1, 30)]
+        if found:
+            break
+    assert found == ["expired"]
+
+
 async def test_nack_delays_redelivery(queue: Queue) -> None:
     await queue.publish("t", [("k", b"v")])
     (m,) = await queue.lease("t", 1, 30)

@@ -61,6 +61,54 @@ _unjson = msgspec.json.Decoder()
 _Record = list[Any]
 
 
+# A lease, in one atomic step: take entries whose lease ran out (idle for the horizon:
+# see _hide_until) from the pending list, then new ones, and hide them all until the
+# visibility timeout. Done as separate commands, a process killed between the read and
+# the hiding left its entries idle from "now", that is hidden for the whole horizon
+# (24 h) instead of the visibility timeout. XAUTOCLAIM looks at COUNT x 10 pending
+# entries a call: the walk goes on from the cursor the last lease stopped at (ARGV[6]),
+# at most 10 calls a lease, so a long pending list (a destination down for hours) is
+# neither walked whole every time nor left unvisited past its first entries.
+_LEASE_LUA = """
+local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+local want, horizon, hide_at = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local cursor = ARGV[6]
+local out, ids = {}, {}
+for _ = 1, 10 do
+  local claimed = redis.call('XAUTOCLAIM', stream, group, consumer, horizon, cursor,
+                             'COUNT', want - #out)
+  cursor = claimed[1]
+  for _, entry in ipairs(claimed[2]) do
+    if entry[2] then
+      out[#out + 1] = entry
+      ids[#ids + 1] = entry[1]
+    end
+  end
+  if cursor == '0-0' or #out >= want then break end
+end
+if #out < want then
+  local fresh = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', want - #out,
+                           'STREAMS', stream, '>')
+  if fresh then
+    for _, entry in ipairs(fresh[1][2]) do
+      out[#out + 1] = entry
+      ids[#ids + 1] = entry[1]
+    end
+  end
+end
+if #ids > 0 then
+  -- (unpack expands only as the last argument: build the whole argument list)
+  local args = {stream, group, consumer, 0}
+  for _, id in ipairs(ids) do args[#args + 1] = id end
+  args[#args + 1] = 'TIME'
+  args[#args + 1] = hide_at
+  args[#args + 1] = 'JUSTID'
+  redis.call('XCLAIM', unpack(args))
+end
+return {cursor, out}
+"""
+
+
 def _split(message_id: Any) -> tuple[str, str]:
     topic, _, sid = str(message_id).partition(_SEP)
     return topic, sid
@@ -96,6 +144,8 @@ class RedisQueue:
         # message id → (trace id, attempts, created) of what this node leased: the
         # status written at ack/nack/dead needs them, and the ids alone do not say
         self._leased: dict[str, tuple[str, int, float]] = {}
+        self._lease_script: Any = None
+        self._cursors: dict[str, str] = {}  # topic → where the pending-list walk goes on
 
     def _stream(self, topic: str) -> str:
         return f"{self.prefix}:s:{topic}"
@@ -200,21 +250,20 @@ class RedisQueue:
     async def lease(self, topic: str, max_items: int, visibility_s: float) -> list[Message]:
         await self._ensure_group(topic)
         stream = self._stream(topic)
-        entries: list[tuple[bytes, dict[bytes, bytes]]] = []
-        claimed = await self.redis.xautoclaim(
-            stream, GROUP, self.consumer, _HORIZON_MS, "0-0", count=max_items
+        if self._lease_script is None:
+            self._lease_script = self.redis.register_script(_LEASE_LUA)
+        hide_at_ms = int((time.time() + visibility_s) * 1000) - _HORIZON_MS
+        cursor = self._cursors.get(topic, "0-0")
+        next_cursor, raw = await self._lease_script(
+            keys=[stream], args=[GROUP, self.consumer, max_items, _HORIZON_MS, hide_at_ms, cursor]
         )
-        entries.extend(e for e in claimed[1] if e[1])
-        if len(entries) < max_items:
-            fresh = await self.redis.xreadgroup(
-                GROUP, self.consumer, {stream: ">"}, count=max_items - len(entries)
-            )
-            for _, stream_entries in fresh or []:
-                entries.extend(stream_entries)
+        self._cursors[topic] = next_cursor.decode()
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = [
+            (sid, dict(zip(flat[::2], flat[1::2], strict=True))) for sid, flat in raw
+        ]
         if not entries:
             return []
         sids = [e[0] for e in entries]
-        await self._hide_until(topic, sids, time.time() + visibility_s)
         counters = await self._delivery_counts(stream, sids)
         messages = [
             Message(
