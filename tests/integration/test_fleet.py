@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -140,3 +141,46 @@ def test_two_api_nodes_and_two_workers_deliver_everything_once(
             not in metrics
         )
     assert httpx.get(apis[1].url + "/ready").status_code == 200
+
+
+def test_trace_status_and_backfill_answer_on_every_node(
+    fleet_env: dict[str, str],
+    server_factory: Callable[..., ServerProcess],
+    sink_factory: Callable[..., WebhookSink],
+) -> None:
+    """The status of a trace and a backfill job, asked of the API node that did not
+    accept the trace or start the job (Redis keeps per-trace status records; NATS keeps
+    none and says so with 501)."""
+    old, new = sink_factory(), sink_factory()
+    config = webhook_config(("old", old), ("new", new))
+    config["customers"]["default"]["routing"]["defaultDestinations"] = ["old"]
+    server_factory(config, name="worker", env={**fleet_env, "UNTRACE_ROLE": "worker"}).start()
+    apis = [
+        server_factory(config, name=f"api{i}", env={**fleet_env, "UNTRACE_ROLE": "api"}).start()
+        for i in range(2)
+    ]
+    started = time.time() - 1
+    assert apis[0].post_traces([make_trace(i) for i in range(30)]).status_code == 202
+    assert wait_until(lambda: len(set(old.ids())) == 30, 20)
+    h = apis[0].headers()
+    # backfill "new" with what went to "old" only: route to both, replay the range to "new"
+    rules = {"document": {"defaultDestinations": ["old", "new"]}}
+    assert httpx.put(apis[0].url + "/api/v1/rules", json=rules, headers=h).status_code == 200
+    status = httpx.get(apis[1].url + "/api/v1/traces/t-7", headers=h)
+    replay = httpx.post(
+        apis[0].url + "/api/v1/replay", json={"destination": "new", "since": started}, headers=h
+    )
+    if fleet_env["UNTRACE_QUEUE__URL"].startswith("nats"):
+        assert status.status_code == 501 and replay.status_code == 501
+        return
+    assert status.status_code == 200, status.text
+    assert status.json()["ingest"] == "processed"
+    assert [(d["destination"], d["state"]) for d in status.json()["deliveries"]] == [
+        ("old", "delivered")
+    ]
+    assert replay.status_code == 202, replay.text
+    job = f"{apis[1].url}/api/v1/replay/{replay.json()['id']}"  # asked of the other node
+    assert wait_until(lambda: httpx.get(job, headers=h).json()["state"] == "done", 20)
+    assert httpx.get(job, headers=h).json()["published"] == 30
+    assert wait_until(lambda: len(set(new.ids())) == 30, 20)
+    assert sorted(new.id_counts().values()) == [1] * 30
