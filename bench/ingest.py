@@ -26,38 +26,11 @@ import time
 from pathlib import Path
 
 import httpx
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.server import ADMIN_KEY, free_port  # noqa: E402
-
-UNTRACE = str(Path(sys.executable).parent / "untrace")
-
-SINK = r"""
-import sys, uvicorn
-count = 0
-async def app(scope, receive, send):
-    global count
-    if scope["type"] != "http":
-        return
-    body = b""
-    while True:
-        m = await receive()
-        body += m.get("body", b"")
-        if not m.get("more_body"):
-            break
-    if scope["path"] == "/count":
-        out = str(count).encode()
-    else:
-        count += body.count(b'"startTime"')
-        out = b"{}"
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", str(len(out)).encode())]})
-    await send({"type": "http.response.body", "body": out})
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
-"""
+from bench._server import ADMIN_KEY, SINK, free_port, start_server, stop  # noqa: E402
 
 
 def make_body(batch: int) -> bytes:
@@ -150,50 +123,6 @@ async def load(
     }
 
 
-def start_server(
-    workdir: Path, config: dict, env_extra: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "untrace.yaml").write_text(yaml.safe_dump(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UNTRACE_")}
-    env.update(
-        {"UNTRACE_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY, "UNTRACE_LOG_LEVEL": "warning", **env_extra}
-    )
-    proc = subprocess.Popen(
-        [
-            UNTRACE,
-            "serve",
-            "--config",
-            str(workdir / "untrace.yaml"),
-            "--port",
-            str(port),
-            "--data-dir",
-            str(workdir / "data"),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / "server.log", "wb"),  # noqa: SIM115
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(url + "/ready").status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("server did not start")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -227,7 +156,7 @@ def main() -> None:
     stop(proc)
 
     sink_port = free_port()
-    sink = subprocess.Popen([sys.executable, "-c", SINK, str(sink_port)])
+    sink = subprocess.Popen([sys.executable, "-c", SINK, str(sink_port), "0"])
     config = {
         "customers": {
             "default": {
