@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,7 @@ from nats.js import JetStreamManager
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from untrace_server.errors import PayloadTooLarge, QueueFull, QueueUnavailable
-from untrace_server.queue.base import MessageId
+from untrace_server.queue.base import DeadLetter, MessageId
 
 log = logging.getLogger("untrace_server.queue.nats")
 
@@ -242,3 +243,26 @@ async def log_error(exc: Exception) -> None:
 
 async def log_reconnected() -> None:
     log.info("NATS: reconnected")
+
+
+def consumer_name(topic: str) -> str:
+    """The durable consumer of a topic: its token, hashed when too long for a file name."""
+    name = token(topic)
+    if len(name) > 128:  # consumer names become file names
+        name = "h-" + hashlib.sha256(topic.encode()).hexdigest()[:40]
+    return name
+
+
+def dead_letter(topic: str, m: Msg) -> DeadLetter:
+    """A message of the dead stream as a DeadLetter (its story is in the headers)."""
+    h = m.headers or {}
+    return DeadLetter(
+        id=message_id(topic, int(h[ORIGIN])),
+        topic=topic,
+        key=unheader(h.get(KEY, "")),
+        payload=m.data,
+        attempts=int(h.get(ATTEMPTS, "1")),
+        error=unheader(h.get(ERROR, "")),
+        created_at=float(h.get(CREATED, "0")),
+        dead_at=float(h.get(DEAD_AT, "0")),
+    )

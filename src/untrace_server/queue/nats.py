@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import re
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -129,13 +128,6 @@ class NatsQueue:
         kind, _, name = subject.removeprefix(f"{self.stream}.").partition(".")
         return TRACES_TOPIC if kind == "traces" else wire.untoken(name)
 
-    @staticmethod
-    def _consumer(topic: str) -> str:
-        name = token(topic)
-        if len(name) > 128:  # consumer names become file names
-            name = "h-" + hashlib.sha256(topic.encode()).hexdigest()[:40]
-        return name
-
     # -- connection --------------------------------------------------------------------
 
     def _check(self) -> None:
@@ -214,7 +206,7 @@ class NatsQueue:
         if ack_wait is not None:
             return ack_wait
         jsm = self.jsm
-        stream, name = self._stream_of(topic), self._consumer(topic)
+        stream, name = self._stream_of(topic), wire.consumer_name(topic)
         try:
             info = await jsm.consumer_info(stream, name)
         except nats.js.errors.NotFoundError:
@@ -275,7 +267,7 @@ class NatsQueue:
         budget, fewer if fewer are acked; whether anything was dropped."""
         jsm = self.jsm
         try:
-            floor = await jsm.consumer_info(self.traces_stream, self._consumer(TRACES_TOPIC))
+            floor = await jsm.consumer_info(self.traces_stream, wire.consumer_name(TRACES_TOPIC))
         except nats.js.errors.NotFoundError:
             return False
         acked_to = floor.ack_floor.stream_seq if floor.ack_floor else 0
@@ -293,7 +285,7 @@ class NatsQueue:
             return []
         with nats_errors(self.url):
             ack_wait = await self._ensure_consumer(topic, visibility_s)
-            pulled = await self._pull(self._stream_of(topic), self._consumer(topic), max_items)
+            pulled = await self._pull(self._stream_of(topic), wire.consumer_name(topic), max_items)
             if pulled and abs(ack_wait - visibility_s) > 0.001:
                 await self._answer([m.reply for m in pulled], wire.nak(visibility_s))
         until = time.time() + visibility_s
@@ -409,27 +401,13 @@ class NatsQueue:
         try:
             while page := await self._pull(self.dead_stream, name, _PAGE):
                 for m in page:
-                    yield wire.ack_meta(m.reply)[1], self._letter(topic, m)
+                    yield wire.ack_meta(m.reply)[1], wire.dead_letter(topic, m)
                 if len(page) < _PAGE:
                     return
         finally:
             if self._nc is not None and self._nc.is_connected:
                 with contextlib.suppress(nats.errors.Error):
                     await self.jsm.delete_consumer(self.dead_stream, name)
-
-    @staticmethod
-    def _letter(topic: str, m: Msg) -> DeadLetter:
-        h = m.headers or {}
-        return DeadLetter(
-            id=wire.message_id(topic, int(h[ORIGIN])),
-            topic=topic,
-            key=unheader(h.get(KEY, "")),
-            payload=m.data,
-            attempts=int(h.get(ATTEMPTS, "1")),
-            error=unheader(h.get(ERROR, "")),
-            created_at=float(h.get(CREATED, "0")),
-            dead_at=float(h.get(DEAD_AT, "0")),
-        )
 
     async def list_dead(self, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
         out: list[DeadLetter] = []
@@ -489,7 +467,7 @@ class NatsQueue:
             dead = await jsm.stream_info(self.dead_stream, subjects_filter=">")
             pending = {self._topic_of(s): n for s, n in (outbox.state.subjects or {}).items()}
             try:
-                ci = await jsm.consumer_info(self.traces_stream, self._consumer(TRACES_TOPIC))
+                ci = await jsm.consumer_info(self.traces_stream, wire.consumer_name(TRACES_TOPIC))
                 pending[TRACES_TOPIC] = (ci.num_pending or 0) + (ci.num_ack_pending or 0)
             except nats.js.errors.NotFoundError:
                 if traces.state.messages:
