@@ -99,8 +99,10 @@ class RealServer:
     def delivered(self) -> list[dict[str, Any]]:
         if not self.out.exists():
             return []
-        lines = self.out.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        # the server may be writing a batch right now: a last line without its newline
+        # is not complete yet, read it next time
+        complete = self.out.read_text().split("\n")[:-1]
+        return [json.loads(line) for line in complete if line.strip()]
 
     def wait_for(
         self, match: Callable[[dict[str, Any]], bool], n: int, timeout: float = 15.0
